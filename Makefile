@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine:
+#   make run    train, sample, evaluate and plot on the embedded default (config/config.yaml)
+#   make test   install with the test extras and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= all
+# torch/torchvision versions this project is tested with (override for another platform)
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: run test install install-test dry-run lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install $(TORCH_PINS)
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+
+dry-run: install
+	$(BIN)/snakemake -n --cores $(CORES) --workflow-profile workflow/profiles/default
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/snakemake --lint --cores 1
+	$(BIN)/snakefmt --check workflow
+
+bench: install
+	$(BIN)/ihdm bench config/config.yaml
+
+clean:
+	rm -rf results/default resources .snakemake

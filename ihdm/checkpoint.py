@@ -1,0 +1,93 @@
+"""Checkpoint files: written atomically, read safely.
+
+Writes go to a temporary file in the target folder, are flushed to disk and then renamed
+over the target, so a reader never sees a half-written file. Reads use
+``torch.load(weights_only=True)``: tensors, containers and plain values only; a pickle
+that would run code is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_RE = re.compile(r"^step_(\d{8})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, damaged, or not a safe ihdm checkpoint."""
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint '{path}' was refused by the safe loader (weights_only=True): it holds "
+            f"objects other than tensors and plain values. Not loading it. ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint '{path}' is damaged or truncated and cannot be read "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    if not isinstance(state, dict) or "net" not in state or "model" not in state:
+        raise CheckpointError(f"'{path}' is not an ihdm checkpoint (no 'net'/'model' entries)")
+    return state
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if CHECKPOINT_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
+
+
+def save_checkpoint(folder: str | Path, step: int, state: dict, keep: int = 2) -> Path:
+    """Write ``step_XXXXXXXX.pt`` atomically and delete all but the newest ``keep``."""
+    path = atomic_save(state, Path(folder) / f"step_{step:08d}.pt")
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest(folder: str | Path, log: logging.Logger | None = None) -> dict | None:
+    """The newest readable checkpoint in ``folder`` (with its path under "path"), or None.
+    A damaged newest file is skipped, with a warning, in favour of the one before."""
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            if log:
+                log.warning("skipping unreadable checkpoint: %s", exc)
+            continue
+        state["path"] = str(path)
+        return state
+    return None

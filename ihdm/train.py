@@ -1,0 +1,236 @@
+"""One training loop for both models (IHDM and the DDPM baseline).
+
+Adam with linear warm-up, gradient clipping, an EMA of the weights, bf16 autocast on
+CUDA, a CSV log of the loss, atomic checkpoints every ``train.checkpoint_every`` steps and
+at the end, and resume: started again on the same output folder, a run continues from its
+latest readable checkpoint (falling back to the one before when the latest is damaged) and
+ends with the same weights as an uninterrupted run. All randomness of a step (batch
+indices, levels, noise, dropout) comes from RNG states saved in the checkpoint.
+
+Output folder layout::
+
+    DIR/checkpoints/step_00000500.pt   # full training state, the newest few kept
+    DIR/final.pt                        # the finished model (net + EMA + config)
+    DIR/log.csv                         # step, loss, lr, images/s, elapsed seconds
+    DIR/train.log                       # human-readable messages (resume, finish)
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoint as ckpt_io
+from .data import load_images
+from .unet import build_unet
+
+log = logging.getLogger("ihdm.train")
+
+MODELS = ("ihdm", "ddpm")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def resolve_device(cfg: dict) -> torch.device:
+    want = cfg.get("device", "auto")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config key 'device' is 'cuda' but no CUDA device is available")
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(want)
+
+
+def build_process(cfg: dict, model: str):
+    """The loss/sampler object for ``model`` ('ihdm' or 'ddpm')."""
+    if model == "ihdm":
+        from .inverse_heat import IHDM
+
+        return IHDM.from_config(cfg)
+    if model == "ddpm":
+        from .ddpm import DDPM
+
+        return DDPM.from_config(cfg)
+    raise ValueError(f"unknown model '{model}'; choose one of {MODELS}")
+
+
+def training_images(cfg: dict, data_path: str | Path) -> np.ndarray:
+    """The uint8 NHWC training images, cut to ``data.train_size`` when set."""
+    images, _ = load_images(data_path)
+    n = cfg["data"]["train_size"]
+    if n is not None:
+        if n > len(images):
+            raise ValueError(
+                f"data.train_size is {n} but '{data_path}' holds only {len(images)} images"
+            )
+        images = images[:n]
+    res, ch = cfg["data"]["resolution"], cfg["data"]["channels"]
+    if images.shape[1:] != (res, res, ch):
+        raise ValueError(
+            f"'{data_path}' holds images of shape {images.shape[1:]} (H, W, C), but the config "
+            f"asks for data.resolution={res} and data.channels={ch}; prepare the data again"
+        )
+    return images
+
+
+def lr_at(step: int, cfg_train: dict) -> float:
+    warm = cfg_train["warmup_steps"]
+    return cfg_train["lr"] * (min(1.0, (step + 1) / warm) if warm else 1.0)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
+    for pe, p in zip(ema.parameters(), net.parameters()):
+        pe.lerp_(p.detach(), 1 - decay)
+    for be, b in zip(ema.buffers(), net.buffers()):
+        be.copy_(b)
+
+
+def _setup_file_log(out: Path) -> logging.Handler:
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def train(cfg: dict, model: str, data_path: str | Path, out_dir: str | Path,
+          *, progress: bool = True) -> Path:
+    """Train ``model`` on the images in ``data_path``; returns the path of final.pt."""
+    out = Path(out_dir)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    handler = _setup_file_log(out)
+    try:
+        return _train(cfg, model, data_path, out, progress)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg, model, data_path, out, progress) -> Path:
+    tc = cfg["train"]
+    if tc["threads"]:
+        torch.set_num_threads(tc["threads"])
+    device = resolve_device(cfg)
+    process = build_process(cfg, model)
+    images_np = training_images(cfg, data_path)
+    # uint8 NCHW in memory (on the GPU when there), converted per batch: no per-sample Python
+    images = torch.from_numpy(images_np).permute(0, 3, 1, 2).contiguous().to(device)
+    N = images.shape[0]
+
+    torch.manual_seed(cfg["seed"])
+    net = build_unet(cfg).to(device)
+    memory_format = torch.channels_last if tc["channels_last"] else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = torch.optim.Adam(
+        net.parameters(), lr=tc["lr"], betas=(tc["adam_beta1"], tc["adam_beta2"]),
+        eps=tc["adam_eps"], fused=device.type == "cuda",
+    )
+    gen = torch.Generator(device=device).manual_seed(cfg["seed"])
+    start = 0
+    state = ckpt_io.load_latest(out / "checkpoints", log=log)
+    if state is not None:
+        if state["model"] != model:
+            raise ValueError(
+                f"{out}: holds checkpoints of model '{state['model']}', not '{model}'; "
+                "use another output folder"
+            )
+        net.load_state_dict(state["net"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["rng"]["generator"])
+        torch.set_rng_state(state["rng"]["torch_cpu"])
+        if device.type == "cuda" and "torch_cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["torch_cuda"])
+        start = state["step"]
+        log.info("resuming from checkpoint %s at step %d", state["path"], start)
+    else:
+        log.info("starting %s training from scratch: %d images, %d parameters, device %s",
+                 model, N, sum(p.numel() for p in net.parameters()), device)
+
+    step_fn = net
+    if tc["compile"]:
+        step_fn = torch.compile(net)
+    autocast = device.type == "cuda" and tc["mixed_precision"]
+
+    def save_state(step: int) -> None:
+        rng = {"generator": gen.get_state(), "torch_cpu": torch.get_rng_state()}
+        if device.type == "cuda":
+            rng["torch_cuda"] = torch.cuda.get_rng_state()
+        ckpt_io.save_checkpoint(
+            out / "checkpoints", step,
+            {"model": model, "config": cfg, "step": step, "net": net.state_dict(),
+             "ema": ema.state_dict(), "opt": opt.state_dict(), "rng": rng},
+            keep=tc["keep_checkpoints"],
+        )
+
+    log_path = out / "log.csv"
+    new_log = not log_path.exists() or start == 0
+    with open(log_path, "w" if new_log else "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new_log:
+            writer.writerow(["step", "loss", "lr", "images_per_s", "elapsed_s"])
+        t0 = time.perf_counter()
+        last_t, acc, acc_n = t0, 0.0, 0
+        bar = tqdm(range(start, tc["steps"]), initial=start, total=tc["steps"],
+                   disable=not progress, desc=f"train {model}", mininterval=2.0)
+        net.train()
+        for step in bar:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, tc)
+            idx = torch.randint(0, N, (tc["batch_size"],), device=device, generator=gen)
+            u0 = images[idx].float().div_(255.0).contiguous(memory_format=memory_format)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = process.loss(step_fn, u0, generator=gen)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at step {step + 1}; stopped. The last good checkpoint "
+                    f"in {out / 'checkpoints'} is kept; lower train.lr or check the data"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc["grad_clip"]:
+                nn.utils.clip_grad_norm_(net.parameters(), tc["grad_clip"])
+            opt.step()
+            ema_update(ema, net, tc["ema_decay"])
+            acc += loss.item()
+            acc_n += 1
+            done = step + 1
+            if done % tc["log_every"] == 0 or done == tc["steps"]:
+                now = time.perf_counter()
+                ips = acc_n * tc["batch_size"] / max(now - last_t, 1e-9)
+                writer.writerow([done, f"{acc / acc_n:.6g}", f"{lr_at(step, tc):.3g}",
+                                 f"{ips:.1f}", f"{now - t0:.1f}"])
+                fh.flush()
+                bar.set_postfix(loss=f"{acc / acc_n:.4g}", ips=f"{ips:.0f}")
+                acc, acc_n, last_t = 0.0, 0, now
+            if done % tc["checkpoint_every"] == 0 or done == tc["steps"]:
+                save_state(done)
+    final = out / "final.pt"
+    ckpt_io.atomic_save(
+        {"model": model, "config": cfg, "step": tc["steps"], "net": net.state_dict(),
+         "ema": ema.state_dict(), "data_path": str(Path(data_path).resolve())},
+        final,
+    )
+    log.info("finished %d steps; final model written to %s", tc["steps"], final)
+    return final
+
+
+def load_model(path: str | Path, device=None, use_ema: bool = True):
+    """Load a checkpoint or final.pt: returns (net in eval mode, config, model name, state)."""
+    state = ckpt_io.load_checkpoint(path)
+    cfg = state["config"]
+    net = build_unet(cfg)
+    net.load_state_dict(state["ema"] if use_ema else state["net"])
+    net = net.to(device or "cpu").eval()
+    return net, cfg, state["model"], state
