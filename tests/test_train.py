@@ -1,0 +1,98 @@
+"""The training loop: resume gives the same weights, damaged and unsafe checkpoints are
+handled, a diverging run stops and keeps its last good checkpoint."""
+
+import csv
+import pickle
+
+import pytest
+import torch
+
+from ihdm.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from ihdm.train import TrainingDiverged, load_model, train
+
+from conftest import tiny_config
+
+
+def weights(path):
+    state = torch.load(path, weights_only=True)
+    return state["net"], state["ema"]
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("model", ["ihdm", "ddpm"])
+def test_resume_gives_the_same_weights(tmp_path, mnist_npz, model):
+    cfg = tiny_config(train__checkpoint_every=10, train__steps=20, unet__dropout=0.1)
+    straight = train(cfg, model, mnist_npz, tmp_path / "straight", progress=False)
+
+    first = tiny_config(train__checkpoint_every=10, train__steps=10, unet__dropout=0.1)
+    train(first, model, mnist_npz, tmp_path / "resumed", progress=False)
+    resumed = train(cfg, model, mnist_npz, tmp_path / "resumed", progress=False)
+    assert "resuming from checkpoint" in (tmp_path / "resumed" / "train.log").read_text()
+    for a, b in zip(weights(straight), weights(resumed)):
+        assert_same(a, b)
+    with open(tmp_path / "resumed" / "log.csv") as fh:
+        steps = [int(r["step"]) for r in csv.DictReader(fh)]
+    assert steps == [5, 10, 15, 20]
+    # and training moved the weights at all
+    init = tiny_config()
+    from ihdm.unet import build_unet
+
+    torch.manual_seed(0)
+    fresh = build_unet(init).state_dict()
+    assert any(not torch.equal(fresh[k], weights(straight)[0][k]) for k in fresh)
+
+
+def test_damaged_latest_checkpoint_falls_back(tmp_path, mnist_npz):
+    cfg = tiny_config(train__checkpoint_every=5, train__steps=10, train__keep_checkpoints=3)
+    out = tmp_path / "run"
+    train(cfg, "ihdm", mnist_npz, out, progress=False)
+    ckpts = list_checkpoints(out / "checkpoints")
+    assert [p.name for p in ckpts] == ["step_00000005.pt", "step_00000010.pt"]
+    data = ckpts[-1].read_bytes()
+    ckpts[-1].write_bytes(data[: len(data) // 2])  # truncated, as by a kill during a copy
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        load_checkpoint(ckpts[-1])
+    cfg = tiny_config(train__checkpoint_every=5, train__steps=15, train__keep_checkpoints=3)
+    train(cfg, "ihdm", mnist_npz, out, progress=False)
+    text = (out / "train.log").read_text()
+    assert "skipping unreadable checkpoint" in text and "at step 5" in text
+
+
+def test_pickle_with_code_is_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"net": {}, "model": "ihdm", "x": Payload()}, path)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(path)
+    path.write_bytes(pickle.dumps({"net": Payload()}))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_diverging_loss_stops_and_keeps_last_checkpoint(tmp_path, mnist_npz):
+    cfg = tiny_config(train__checkpoint_every=3, train__steps=200, train__lr=1e36,
+                      train__warmup_steps=0, train__grad_clip=None)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        train(cfg, "ihdm", mnist_npz, tmp_path / "run", progress=False)
+    ckpts = list_checkpoints(tmp_path / "run" / "checkpoints")
+    for path in ckpts:  # whatever was saved is readable and finite
+        state = load_checkpoint(path)
+        assert all(torch.isfinite(v).all() for v in state["net"].values())
+    assert not (tmp_path / "run" / "final.pt").exists()
+
+
+def test_model_mismatch_and_load_model(tmp_path, mnist_npz):
+    cfg = tiny_config(train__steps=5, train__checkpoint_every=5)
+    final = train(cfg, "ihdm", mnist_npz, tmp_path / "run", progress=False)
+    net, cfg2, model, state = load_model(final)
+    assert model == "ihdm" and cfg2["heat"]["K"] == cfg["heat"]["K"] and not net.training
+    with pytest.raises(ValueError, match="model 'ihdm'"):
+        train(tiny_config(train__steps=6), "ddpm", mnist_npz, tmp_path / "run", progress=False)

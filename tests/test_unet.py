@@ -1,0 +1,197 @@
+"""Tests of the U-Net f_theta: paper sizes, shapes, zero start, conditioning, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ihdm.config import ConfigError, load_config
+from ihdm.unet import UNet, build_unet, count_parameters, num_groups
+
+PAPER = {
+    # data set: (overrides, parameters reported for the authors' network). The authors' code
+    # counts levels from 0, so their "level 2" is our level 3 (7x7 on MNIST); the widths of
+    # levels 2..4 are equal here, so the count does not depend on that choice.
+    "mnist": (
+        [
+            "data.channels=1",
+            "data.resolution=28",
+            "unet.channels=128",
+            "unet.channel_mult=[1,2,2]",
+            "unet.num_res_blocks=4",
+            "unet.attention_levels=[2]",
+        ],
+        42.08e6,
+    ),
+    "cifar10": (
+        [
+            "data.channels=3",
+            "data.resolution=32",
+            "unet.channels=128",
+            "unet.channel_mult=[1,2,2,2]",
+            "unet.num_res_blocks=4",
+            "unet.attention_levels=[2,3]",
+        ],
+        61.06e6,
+    ),
+}
+
+
+def tiny(in_channels: int = 1, dropout: float = 0.0, resolution: int = 16) -> UNet:
+    """A small net with attention at both levels and two heads."""
+    return UNet(
+        in_channels=in_channels,
+        channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_levels=(1, 2),
+        dropout=dropout,
+        num_heads=2,
+        skip_rescale=True,
+        resolution=resolution,
+    )
+
+
+def train_steps(net: UNet, x: torch.Tensor, n: int, lr: float = 1e-3) -> None:
+    """n Adam steps regressing f_theta(x, t) onto a fixed random target."""
+    gen = torch.Generator().manual_seed(1)
+    target = torch.randn(x.shape, generator=gen)
+    t = torch.arange(x.shape[0]) % 7 + 1
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(n):
+        opt.zero_grad()
+        loss = ((net(x, t) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_parameter_counts(name: str) -> None:
+    overrides, reported = PAPER[name]
+    net = build_unet(load_config(None, overrides=overrides))
+    n = count_parameters(net)
+    assert abs(n - reported) / reported < 0.02, f"{name}: {n} parameters, paper {reported:.0f}"
+    assert count_parameters(net, trainable_only=True) == n
+
+
+def test_group_norm_groups() -> None:
+    for width in (128, 256, 384, 512, 640):  # every width of the paper nets
+        assert num_groups(width) == 32
+    for width in (4, 8, 12, 32, 48, 96):
+        g = num_groups(width)
+        assert width % g == 0 and width // g >= 4
+
+
+def test_attention_and_depth_change_the_count() -> None:
+    base = dict(in_channels=1, channels=16, channel_mult=(1, 2), num_res_blocks=1, resolution=8)
+    plain = count_parameters(UNet(**base))
+    with_attn = count_parameters(UNet(**base, attention_levels=(2,)))
+    # the middle block always attends; level 2 (32 channels) adds one attention block after
+    # its down block and one after each of its num_res_blocks + 1 up blocks: GN + q, k, v, out
+    per_block = 2 * 32 + 4 * (32 * 32 + 32)
+    assert with_attn - plain == 3 * per_block
+    assert count_parameters(UNet(**{**base, "num_res_blocks": 2})) > plain
+
+
+@pytest.mark.parametrize(
+    ("channels", "height", "width"), [(1, 28, 28), (3, 28, 32), (3, 32, 32), (1, 16, 24)]
+)
+def test_output_shape_matches_input(channels: int, height: int, width: int) -> None:
+    torch.manual_seed(0)
+    net = UNet(
+        in_channels=channels,
+        channels=8,
+        channel_mult=(1, 2, 2),
+        num_res_blocks=1,
+        attention_levels=(2,),
+        resolution=None,
+    )
+    x = torch.rand(2, channels, height, width)
+    y = net(x, torch.tensor([1, 5]))
+    assert y.shape == x.shape
+    assert y.dtype == torch.float32
+
+
+def test_zero_at_init_then_nonzero_after_one_step() -> None:
+    torch.manual_seed(0)
+    net = tiny(dropout=0.1).train()
+    x = torch.rand(4, 1, 16, 16)
+    t = torch.tensor([1, 2, 3, 4])
+    assert torch.count_nonzero(net(x, t)) == 0
+    train_steps(net, x, 1)
+    assert net(x, t).abs().max() > 0
+
+
+def test_timestep_conditions_the_output() -> None:
+    torch.manual_seed(0)
+    net = tiny()
+    x = torch.rand(4, 1, 16, 16)
+    train_steps(net, x, 3)
+    net.eval()
+    with torch.no_grad():
+        y1 = net(x, torch.full((4,), 1))
+        y2 = net(x, torch.full((4,), 40))
+        y_int = net(x, torch.full((4,), 7))
+        y_float = net(x, torch.full((4,), 7.0))
+        y_frac = net(x, torch.full((4,), 7.5))
+    # GroupNorm must not erase the per-channel shift that carries the embedding
+    assert (y1 - y2).norm() > 1e-4 * y1.norm(), "the output ignores the timestep"
+    torch.testing.assert_close(y_int, y_float)
+    assert not torch.allclose(y_int, y_frac)
+
+
+def test_gradient_reaches_every_parameter() -> None:
+    torch.manual_seed(0)
+    net = tiny()
+    x = torch.rand(4, 1, 16, 16)
+    train_steps(net, x, 3)  # move the zero-initialised output layers off zero
+    net.zero_grad()
+    net(x, torch.tensor([1, 2, 3, 4])).square().sum().backward()
+    dead = [
+        name
+        for name, p in net.named_parameters()
+        if p.grad is None or torch.count_nonzero(p.grad) == 0
+    ]
+    assert not dead, f"no gradient reaches {dead}"
+
+
+def test_channels_last_and_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    net = tiny(in_channels=3)
+    x = torch.rand(2, 3, 16, 16)
+    train_steps(net, x, 3)
+    net.eval()
+    t = torch.tensor([3, 9])
+    with torch.no_grad():
+        ref = net(x, t)
+        cl = net(x.to(memory_format=torch.channels_last), t)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = net(x, t)
+    torch.testing.assert_close(cl, ref, rtol=1e-4, atol=1e-5)
+    assert half.dtype == torch.float32 and half.shape == x.shape
+    assert torch.isfinite(half).all()
+    err = (half - ref).norm() / ref.norm()
+    assert err < 0.1, f"bf16 output differs from float32 by {err:.3f} (relative)"
+
+
+def test_bad_config_raises_clear_error() -> None:
+    cfg = load_config(None)
+    cfg["data"]["resolution"] = 30  # 30 -> 15 -> cannot halve again for 3 levels
+    with pytest.raises(ConfigError, match="resolution"):
+        build_unet(cfg)
+    cfg = load_config(None)
+    cfg["unet"]["attention_levels"] = [4]
+    with pytest.raises(ConfigError, match="attention_levels"):
+        build_unet(cfg)
+    with pytest.raises(ValueError, match="num_heads"):
+        UNet(1, 8, (1,), 1, attention_levels=(1,), num_heads=3)
+
+
+def test_bad_input_raises() -> None:
+    net = tiny()
+    with pytest.raises(ValueError, match="halved"):
+        net(torch.rand(1, 1, 15, 16), torch.tensor([1]))
+    with pytest.raises(ValueError, match="shape"):
+        net(torch.rand(1, 3, 16, 16), torch.tensor([1]))
+    with pytest.raises(ValueError, match="t must have shape"):
+        net(torch.rand(2, 1, 16, 16), torch.tensor([1, 2, 3]))
