@@ -117,9 +117,17 @@ def cmd_sample(args) -> None:
         kwargs.update(prior_images=prior.float() / 255.0,
                       interpolation_frames=sc["interpolation_frames"])
     else:
-        kwargs.update(sampler=args.sampler, interpolation_frames=sc["interpolation_frames"])
+        kwargs.update(sampler=args.sampler)
     n = args.n if args.n is not None else sc["n"]
-    result = process.sample(net, n, (C, R, R), **kwargs)
+    if model == "ddpm" and args.variant == "interpolate":
+        # one DDIM interpolation of `frames` images per row, each row from its own pair of noises
+        frames = sc["interpolation_frames"]
+        rows = [process.sample(net, frames, (C, R, R), **{**kwargs, "seed": args.seed * 100003 + r})
+                for r in range(n)]
+        result = {"images": torch.cat([r["images"] for r in rows]), "trajectory": None, "levels": []}
+    else:
+        result = process.sample(net, n, (C, R, R), **kwargs)
+        result.setdefault("levels", [])
     from .io import write_samples
 
     write_samples(args.out, result, meta={"model": model, "variant": args.variant,
@@ -128,6 +136,185 @@ def cmd_sample(args) -> None:
                                           "frames": sc["interpolation_frames"]
                                           if args.variant == "interpolate" else None})
     log.info("wrote %d samples to %s", len(result["images"]), args.out)
+
+
+def cmd_classifier(args) -> None:
+    from .data import load_images
+    from .metrics.domain import accuracy, save_classifier, train_classifier
+
+    cfg = _config(args)
+    images, labels = load_images(args.data)
+    if labels is None:
+        raise ConfigError(f"'{args.data}' has no labels: the domain classifier needs a labelled "
+                          "digit data set (mnist5k or mnist)")
+    clf = train_classifier(images, labels, steps=cfg["evaluate"]["classifier_steps"], seed=cfg["seed"])
+    save_classifier(clf, args.out)
+    if args.test:
+        test_images, test_labels = load_images(args.test)
+        acc = accuracy(clf, test_images, test_labels)
+        log.info("classifier test accuracy %.4f on %d images", acc, len(test_images))
+        _write_json({"metric": "classifier", "test_accuracy": acc, "n_test": len(test_images),
+                     "steps": cfg["evaluate"]["classifier_steps"]},
+                    Path(args.out).with_suffix(".json"))
+
+
+def _metric_record(cfg: dict, metric: str, meta: dict, values: dict) -> dict:
+    return {"metric": metric, "model": meta.get("model"), "variant": meta.get("variant"),
+            "seed": cfg["seed"], "sample_seed": meta.get("seed"), "experiment": cfg["experiment"],
+            "train_size": cfg["data"]["train_size"], **values, "sample_meta": meta, "config": cfg}
+
+
+def cmd_evaluate(args) -> None:
+    import torch
+
+    from .data import load_images
+    from .io import read_samples
+
+    cfg = _config(args)
+    need = {"domain": ["samples", "classifier", "test"], "fid": ["samples", "test"],
+            "nll": ["checkpoint", "test"], "memorization": ["samples", "data", "test"],
+            "smoothness": ["samples"], "emergent": ["samples"]}[args.metric]
+    missing = [f"--{k}" for k in need if getattr(args, k) is None]
+    if missing:
+        raise ConfigError(f"ihdm evaluate --metric {args.metric} needs {', '.join(missing)}")
+    samples = read_samples(args.samples) if args.samples else None
+    meta = samples["meta"] if samples else {}
+    if args.metric == "domain":
+        from .metrics.domain import domain_metrics, load_classifier
+
+        clf = load_classifier(args.classifier)
+        values = domain_metrics(clf, samples["images"], load_images(args.test)[0], kid=True,
+                                seed=cfg["seed"])
+    elif args.metric == "fid":
+        from .metrics.fid import fid_kid, reference_stats
+
+        weights = cfg["evaluate"]["inception_weights"]
+        stats = Path(args.ref_stats or Path(args.out).with_name("fid_reference_stats.npz"))
+        if not stats.exists():
+            reference_stats(load_images(args.test)[0], stats, weights=weights)
+        values = fid_kid(samples["images"], stats, weights=weights, seed=cfg["seed"])
+    elif args.metric == "nll":
+        from .train import build_process, load_model, resolve_device, training_images
+
+        device = resolve_device(cfg)
+        net, ckpt_cfg, model, state = load_model(args.checkpoint, device=device)
+        meta = {"model": model, "checkpoint": str(args.checkpoint), "step": int(state["step"])}
+        process = build_process(ckpt_cfg, model)
+        test = load_images(args.test)[0][: cfg["evaluate"]["nll_images"]]
+        if model == "ihdm":
+            data = args.data or state.get("data_path")
+            train_images = torch.from_numpy(training_images(ckpt_cfg, data)).permute(0, 3, 1, 2)
+            values = process.nll(net, torch.from_numpy(test).permute(0, 3, 1, 2), train_images.float() / 255,
+                                 seed=cfg["seed"])
+        else:
+            values = process.nll_bits_per_dim(net, test, t_stride=cfg["evaluate"]["ddpm_nll_t_stride"],
+                                              seed=cfg["seed"], device=device)
+    elif args.metric == "memorization":
+        from .metrics.emergent import memorization
+        from .train import training_images
+
+        values = memorization(samples["images"], training_images(cfg, args.data),
+                              load_images(args.test)[0])
+    elif args.metric == "smoothness":
+        from .metrics.emergent import interpolation_smoothness
+
+        frames = int(meta.get("frames") or cfg["sample"]["interpolation_frames"])
+        values = interpolation_smoothness(samples["images"], frames)
+    else:
+        from .metrics.emergent import shared_state_statistics
+
+        values = shared_state_statistics(samples["images"])
+    _write_json(_metric_record(cfg, args.metric, meta, values), args.out)
+
+
+def cmd_collect(args) -> None:
+    from .io import collect_metrics
+
+    rows = collect_metrics(args.inputs, args.out)
+    log.info("collected %d metric files into %s", len(rows), args.out)
+
+
+def cmd_spectral(args) -> None:
+    from .data import load_images, natural_photographs
+    from .spectral import spectral_summary
+
+    cfg = _config(args)
+    images = load_images(args.data)[0]
+    out = {"metric": "spectral", "experiment": cfg["experiment"],
+           "data": spectral_summary(images, cfg["heat"], cfg["ddpm"])}
+    if cfg["workflow"]["photographs"]:
+        size = max(64, cfg["data"]["resolution"])
+        photos = natural_photographs(size, 3)
+        out["photographs"] = spectral_summary(photos, cfg["heat"], cfg["ddpm"])
+        out["photographs"]["size"] = size
+        out["photographs"]["count"] = len(photos)
+    out["config"] = cfg
+    _write_json(out, args.out)
+
+
+FIGURES = ("samples", "trajectory", "interpolation", "psd", "erased-frequency",
+           "data-efficiency", "loss", "forward-blur", "emergent")
+
+
+def cmd_plot(args) -> None:
+    """Draw one figure from finished results files (never trains or samples)."""
+    import csv
+
+    from . import plots
+    from .io import read_samples
+
+    fig, inputs, out = args.figure, args.inputs, args.out
+    labels = args.labels or [Path(p).parent.name for p in inputs]
+    title = args.title
+
+    def one():
+        if len(inputs) != 1:
+            raise ConfigError(f"ihdm plot {fig} takes exactly one input file, got {len(inputs)}")
+        return inputs[0]
+
+    if fig in ("samples", "emergent"):
+        plots.sample_grid(read_samples(one())["images"], out, title=title)
+    elif fig == "trajectory":
+        s = read_samples(one())
+        if "trajectory" not in s:
+            raise ConfigError(f"'{inputs[0]}' holds no trajectory (sample.trajectory_frames is 0)")
+        levels = list(s["levels"]) if len(s.get("levels", [])) else None
+        plots.trajectory_strip(s["trajectory"], out, levels=levels, title=title)
+    elif fig == "interpolation":
+        rows, frame_count = [], None
+        for path in inputs:  # one strip per file (e.g. IHDM and DDPM), first row of each
+            s = read_samples(path)
+            F = int(s["meta"].get("frames") or len(s["images"]))
+            frame_count = frame_count or F
+            if F != frame_count:
+                raise ConfigError("interpolation files have different numbers of frames")
+            rows.append(s["images"][:F])
+        plots.interpolation_strip(np.stack(rows), out, title=title or " / ".join(labels))
+    elif fig in ("psd", "erased-frequency"):
+        summary = json.loads(Path(one()).read_text())
+        key = args.source
+        if key not in summary:
+            raise ConfigError(f"'{inputs[0]}' has no '{key}' spectral summary")
+        draw = plots.psd_figure_from_summary if fig == "psd" else plots.erased_frequency_figure_from_summary
+        draw(summary[key], out, title=title)
+    elif fig == "data-efficiency":
+        with open(one()) as fh:
+            rows = list(csv.DictReader(fh))
+        plots.data_efficiency_figure(rows, out, metric=args.metric, title=title)
+    elif fig == "loss":
+        plots.loss_curve(dict(zip(labels, inputs)), out, title=title)
+    elif fig == "forward-blur":
+        from .data import load_images
+        from .heat import blur_schedule
+
+        if not args.config:
+            raise ConfigError("ihdm plot forward-blur needs --config (the blur schedule)")
+        cfg = load_config(args.config, args.set)
+        h = cfg["heat"]
+        plots.forward_blur_sequence(load_images(one())[0][:6],
+                                    blur_schedule(h["K"], h["blur_sigma_min"], h["blur_sigma_max"]),
+                                    out, title=title)
+    log.info("wrote %s.png and .pdf", out)
 
 
 # --------------------------------------------------------------------------- parser
@@ -172,6 +359,43 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="training images for IHDM's prior (default: the training data)")
     sp.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
     sp.add_argument("--out", required=True, help="output .npz (a .png grid is written beside it)")
+
+    sp = add("classifier", cmd_classifier, "train the digit classifier behind the domain metric")
+    sp.add_argument("--data", required=True, help="labelled training images (.npz)")
+    sp.add_argument("--test", help="labelled test images: report the accuracy beside the model")
+    sp.add_argument("--out", required=True, help="classifier file (.pt)")
+
+    sp = add("evaluate", cmd_evaluate, "score samples or a model; writes one JSON")
+    sp.add_argument("--metric", required=True,
+                    choices=["domain", "fid", "nll", "memorization", "smoothness", "emergent"])
+    sp.add_argument("--samples", help="sample file (.npz from `ihdm sample`)")
+    sp.add_argument("--checkpoint", help="model file (nll)")
+    sp.add_argument("--classifier", help="classifier file (domain)")
+    sp.add_argument("--data", help="training images (nll prior, memorization)")
+    sp.add_argument("--test", help="held-out test images")
+    sp.add_argument("--ref-stats", help="FID reference statistics (.npz; computed when absent)")
+    sp.add_argument("--out", required=True, help="output JSON")
+
+    sp = add("collect", cmd_collect, "gather metric JSON files into one CSV table")
+    sp.add_argument("--out", required=True, help="output CSV")
+    sp.add_argument("inputs", nargs="+", help="metric JSON files")
+
+    sp = add("spectral", cmd_spectral, "power spectra of the data (and photographs) against both processes")
+    sp.add_argument("--data", required=True, help="images (.npz)")
+    sp.add_argument("--out", required=True, help="output JSON")
+
+    sp = sub.add_parser("plot", help="draw a figure from results files (PNG and PDF)")
+    sp.add_argument("figure", choices=FIGURES)
+    sp.add_argument("inputs", nargs="+", help="results files the figure is drawn from")
+    sp.add_argument("--out", required=True, help="output path without suffix")
+    sp.add_argument("--config", help="experiment config (forward-blur)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sp.add_argument("--labels", nargs="+", help="one label per input (loss, interpolation)")
+    sp.add_argument("--title")
+    sp.add_argument("--metric", default="fd", help="table column (data-efficiency)")
+    sp.add_argument("--source", default="data", choices=["data", "photographs"],
+                    help="which spectral summary (psd, erased-frequency)")
+    sp.set_defaults(func=cmd_plot)
     return p
 
 

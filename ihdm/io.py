@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | Path):
@@ -29,6 +32,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -94,3 +98,42 @@ def read_samples(path: str | Path) -> dict:
         raise ValueError(f"sample file '{path}' is damaged or not an .npz ({exc})") from None
     out["meta"] = json.loads(str(out["meta"])) if "meta" in out else {}
     return out
+
+
+def _scalars(prefix: str, obj, out: dict) -> None:
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if key not in ("config", "sample_meta"):
+                _scalars(name + ".", value, out)
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            out[name] = value
+
+
+def collect_metrics(paths: list[str | Path], out_csv: str | Path) -> list[dict]:
+    """Flatten metric JSON files into one CSV (one row per file, scalar values only,
+    plus the sweep's coordinates read from each file's config record)."""
+    import csv
+    import io as _io
+
+    rows = []
+    for path in paths:
+        try:
+            record = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"metric file '{path}' cannot be read as JSON ({exc})") from None
+        row: dict = {"source": str(path)}
+        cfg = record.get("config", {})
+        row["train_size"] = cfg.get("data", {}).get("train_size")
+        row["config_seed"] = cfg.get("seed")
+        _scalars("", record, row)
+        rows.append(row)
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out_csv, buf.getvalue())
+    return rows

@@ -1,0 +1,88 @@
+"""Numbers for the paper's emergent properties and for memorisation.
+
+* ``memorization``: distance from each sample to its nearest training image, set against
+  the same distance for held-out test images (a model that copies its training set has
+  samples much closer to the training images than test images are).
+* ``interpolation_smoothness``: for each interpolation strip, the largest step between
+  consecutive frames over the mean step (1 = perfectly even; large = a jump).
+* ``shared_state_statistics``: how much of the variation between samples is in the overall
+  colour/intensity layout (low frequencies) and how much in the detail — the numbers
+  behind "shared prior state keeps the colours, shared noise keeps the structure".
+
+All functions take uint8 NHWC arrays (the on-disk convention) and return plain dicts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _flat(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(images)).reshape(len(images), -1).float() / 255.0
+
+
+def nearest_distances(queries: np.ndarray, reference: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Euclidean distance (pixels in [0, 1]) from each query image to its nearest reference."""
+    q, r = _flat(queries), _flat(reference)
+    out = []
+    for i in range(0, len(q), chunk):
+        out.append(torch.cdist(q[i : i + chunk], r).min(dim=1).values)
+    return torch.cat(out).numpy()
+
+
+def memorization(samples: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict:
+    """Nearest-training-image distances of samples against those of test images."""
+    d_samples = nearest_distances(samples, train)
+    d_test = nearest_distances(test, train)
+    threshold = float(np.quantile(d_test, 0.01))
+    return {
+        "sample_to_train_median": float(np.median(d_samples)),
+        "sample_to_train_mean": float(d_samples.mean()),
+        "test_to_train_median": float(np.median(d_test)),
+        "test_to_train_mean": float(d_test.mean()),
+        "ratio_of_medians": float(np.median(d_samples) / max(np.median(d_test), 1e-12)),
+        # share of samples closer to a training image than 99% of test images are
+        "share_below_test_1st_percentile": float((d_samples < threshold).mean()),
+        "n_samples": int(len(samples)),
+        "n_test": int(len(test)),
+        "n_train": int(len(train)),
+    }
+
+
+def interpolation_smoothness(frames: np.ndarray, n_frames: int) -> dict:
+    """``frames``: (rows × n_frames) images, row by row. Per row: max step / mean step."""
+    x = _flat(frames)
+    if len(x) % n_frames:
+        raise ValueError(f"{len(x)} frames do not split into rows of {n_frames}")
+    rows = x.view(-1, n_frames, x.shape[1])
+    steps = (rows[:, 1:] - rows[:, :-1]).norm(dim=2)  # (rows, n_frames-1)
+    ratio = (steps.max(1).values / steps.mean(1).clamp_min(1e-12)).numpy()
+    return {
+        "max_over_mean_step": float(ratio.mean()),
+        "max_over_mean_step_per_row": [float(r) for r in ratio],
+        "mean_step": float(steps.mean()),
+        "endpoint_distance": float((rows[:, -1] - rows[:, 0]).norm(dim=1).mean()),
+        "rows": int(rows.shape[0]),
+        "frames": int(n_frames),
+    }
+
+
+def _lowpass(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Block-average then upsample: the image's coarse layout."""
+    coarse = torch.nn.functional.avg_pool2d(x, factor, ceil_mode=True)
+    return torch.nn.functional.interpolate(coarse, size=x.shape[-2:], mode="nearest")
+
+
+def shared_state_statistics(samples: np.ndarray, factor: int = 7) -> dict:
+    """Between-sample variance of the mean colour, the coarse layout and the fine detail."""
+    x = torch.from_numpy(np.asarray(samples)).permute(0, 3, 1, 2).float() / 255.0
+    mean_colour = x.mean(dim=(2, 3))  # (N, C)
+    coarse = _lowpass(x, factor)
+    fine = x - coarse
+    return {
+        "mean_colour_std": float(mean_colour.std(0).mean()),
+        "coarse_layout_std": float(coarse.std(0).mean()),
+        "fine_detail_std": float(fine.std(0).mean()),
+        "n_samples": int(len(x)),
+    }
