@@ -185,6 +185,8 @@ def _train(cfg, model, data_path, out, progress) -> Path:
         bar = tqdm(range(start, tc["steps"]), initial=start, total=tc["steps"],
                    disable=not progress, desc=f"train {model}", mininterval=2.0)
         net.train()
+        budget = tc["time_budget_min"] * 60 if tc["time_budget_min"] else None
+        done = start
         for step in bar:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, tc)
@@ -214,15 +216,19 @@ def _train(cfg, model, data_path, out, progress) -> Path:
                 fh.flush()
                 bar.set_postfix(loss=f"{acc / acc_n:.4g}", ips=f"{ips:.0f}")
                 acc, acc_n, last_t = 0.0, 0, now
-            if done % tc["checkpoint_every"] == 0 or done == tc["steps"]:
+            out_of_time = budget is not None and time.perf_counter() - t0 > budget
+            if done % tc["checkpoint_every"] == 0 or done == tc["steps"] or out_of_time:
                 save_state(done)
+            if out_of_time:
+                log.info("time budget of %.1f min used up after %d steps", budget / 60, done)
+                break
     final = out / "final.pt"
     ckpt_io.atomic_save(
-        {"model": model, "config": cfg, "step": tc["steps"], "net": net.state_dict(),
+        {"model": model, "config": cfg, "step": done, "net": net.state_dict(),
          "ema": ema.state_dict(), "data_path": str(Path(data_path).resolve())},
         final,
     )
-    log.info("finished %d steps; final model written to %s", tc["steps"], final)
+    log.info("finished %d steps; final model written to %s", done, final)
     return final
 
 

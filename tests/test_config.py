@@ -1,0 +1,92 @@
+"""Configs: every shipped config validates; bad input is refused naming the key."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ihdm.config import ConfigError, load_config
+
+from conftest import REPO
+
+CONFIGS = sorted((REPO / "config").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
+def test_shipped_configs_validate(path):
+    cfg = load_config(path)
+    assert cfg["heat"]["blur_sigma_min"] == 0.5 or path.name == "test.yaml"
+
+
+def write(tmp_path: Path, cfg: dict) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    "cfg, key",
+    [
+        ({"heat": {"Kay": 3}}, "heat.Kay"),
+        ({"bogus": 1}, "bogus"),
+        ({"heat": {"K": 0}}, "heat.K"),
+        ({"heat": {"K": "ten"}}, "heat.K"),
+        ({"heat": {"sigma": 0}}, "heat.sigma"),
+        ({"heat": {"delta": -0.1}}, "heat.delta"),
+        ({"heat": {"blur_sigma_min": 2.0, "blur_sigma_max": 1.0}}, "heat.blur_sigma_max"),
+        ({"data": {"resolution": 30}, "unet": {"channel_mult": [1, 2, 2]}}, "data.resolution"),
+        ({"unet": {"attention_levels": [4]}}, "unet.attention_levels"),
+        ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"data": {"dataset": "imagenet"}}, "data.dataset"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(tmp_path, cfg, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(write(tmp_path, cfg))
+
+
+def test_overrides_and_defaults(tmp_path):
+    cfg = load_config(None, ["train.lr=1e-4", "heat.K=7", "unet.channel_mult=[1, 2]"])
+    assert cfg["train"]["lr"] == 1e-4 and cfg["heat"]["K"] == 7
+    assert cfg["unet"]["channel_mult"] == [1, 2]
+    assert cfg["ddpm"]["T"] == 1000  # default filled in
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("heat: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def ihdm(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "ihdm.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_describe_paper_networks():
+    """The paper configs build the authors' networks: 42.08 M and 61.06 M parameters."""
+    for name, expected in [("mnist", 42.08e6), ("cifar10", 61.06e6)]:
+        r = ihdm("describe", f"config/paper/{name}.yaml")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        n = out["models"]["ihdm"]["parameters"]
+        assert abs(n - expected) / expected < 0.02, (name, n)
+        assert out["models"]["ddpm"]["parameters"] == n
+        assert out["models"]["ihdm"]["K"] == {"mnist": 100, "cifar10": 200}[name]
+        assert len(out["models"]["ihdm"]["schedule"]["blur_sigmas"]) == out["models"]["ihdm"]["K"] + 1
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    bad = write(tmp_path, {"heat": {"K": 0}})
+    r = ihdm("describe", str(bad))
+    assert r.returncode == 2 and "heat.K" in r.stderr and "Traceback" not in r.stderr
+    r = ihdm("sample", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.npz"))
+    assert r.returncode == 2 and "nope.pt" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    r = ihdm("sample", "--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "s.npz"))
+    assert r.returncode == 2 and "damaged" in r.stderr and "Traceback" not in r.stderr
+    r = ihdm("train", "config/test.yaml", "--model", "ihdm", "--data", str(tmp_path / "no.npz"),
+             "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and "no.npz" in r.stderr and "Traceback" not in r.stderr

