@@ -156,8 +156,12 @@ class DDPM:
         ab = self._gather(self.alpha_bar, t, x0)
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
-    def loss(self, net: nn.Module, u0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Ho et al.'s simple loss: MSE between eps and net(x_t, t), mean over pixels and batch; t ~ U{0..T-1}."""
+    def loss(
+        self, net: nn.Module, u0: torch.Tensor, generator: torch.Generator | None = None, shard: slice | None = None
+    ) -> torch.Tensor:
+        """Ho et al.'s simple loss: MSE between eps and net(x_t, t), mean over pixels and batch; t ~ U{0..T-1}.
+        With ``shard`` (data-parallel training) t and eps are drawn for the whole batch and only the
+        shard goes through the network."""
         if u0.dim() != 4:
             raise ValueError(f"DDPM.loss expects u0 of shape (B, C, H, W), got {tuple(u0.shape)}")
         x0 = self.to_model(u0)
@@ -166,6 +170,8 @@ class DDPM:
         eps = _randn(x0.shape, generator, x0)
         ab = self._gather(self.alpha_bar, t, x0)
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps  # q_sample without its host-side range check
+        if shard is not None:
+            x_t, t, eps = x_t[shard], t[shard], eps[shard]
         return torch.mean((net(x_t, t) - eps) ** 2)
 
     # ----------------------------------------------------------------- reverse process

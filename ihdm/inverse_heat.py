@@ -75,12 +75,18 @@ class IHDM:
         """u_k = F(t_k) u_0 with one level per image (or one for all)."""
         return self.operator(u0).blur(u0, k)
 
-    def loss(self, net: nn.Module, u0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def loss(self, net: nn.Module, u0: Tensor, generator: torch.Generator | None = None,
+             shard: slice | None = None) -> Tensor:
+        """The training loss on the batch ``u0``. With ``shard`` (data-parallel training),
+        the levels and noise are drawn for the whole batch and only the shard's images go
+        through the network, so that the shards of all ranks together are one batch."""
         B = u0.shape[0]
         k = torch.randint(1, self.K + 1, (B,), device=u0.device, generator=generator)
         u_k, u_km1 = self.operator(u0).blur_pair(u0, k)
         noise = torch.randn(u_k.shape, device=u0.device, dtype=u_k.dtype, generator=generator)
         u_k_noisy = u_k + self.sigma * noise
+        if shard is not None:
+            u_k_noisy, u_km1, k = u_k_noisy[shard], u_km1[shard], k[shard]
         mu = u_k_noisy + net(u_k_noisy, k)
         return (mu.float() - u_km1.float()).pow(2).sum(dim=(1, 2, 3)).mean()
 

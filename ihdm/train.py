@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import csv
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -108,6 +109,8 @@ def train(cfg: dict, model: str, data_path: str | Path, out_dir: str | Path,
     """Train ``model`` on the images in ``data_path``; returns the path of final.pt."""
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: rank 0 writes the logs
+        return _train(cfg, model, data_path, out, progress)
     handler = _setup_file_log(out)
     try:
         return _train(cfg, model, data_path, out, progress)
@@ -116,11 +119,36 @@ def train(cfg: dict, model: str, data_path: str | Path, out_dir: str | Path,
         handler.close()
 
 
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) under torchrun (WORLD_SIZE > 1), else (0, 1, device).
+    NCCL on CUDA (one GPU per local rank), gloo on the CPU."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank()
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return rank, world, device
+
+
 def _train(cfg, model, data_path, out, progress) -> Path:
+    import torch.distributed as dist
+
     tc = cfg["train"]
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
-    device = resolve_device(cfg)
+    rank, world, device = _distributed(resolve_device(cfg))
+    if tc["batch_size"] % world:
+        raise ValueError(f"train.batch_size ({tc['batch_size']}) must be divisible by the "
+                         f"number of processes ({world})")
+    local = tc["batch_size"] // world
+    shard = slice(rank * local, (rank + 1) * local) if world > 1 else None
+    main_rank = rank == 0
     process = build_process(cfg, model)
     images_np = training_images(cfg, data_path)
     # uint8 NCHW in memory (on the GPU when there), converted per batch: no per-sample Python
@@ -157,13 +185,22 @@ def _train(cfg, model, data_path, out, progress) -> Path:
     else:
         log.info("starting %s training from scratch: %d images, %d parameters, device %s",
                  model, N, sum(p.numel() for p in net.parameters()), device)
+    if world > 1:
+        log.info("data-parallel over %d processes: %d of the %d images of each batch per process",
+                 world, local, tc["batch_size"])
 
     step_fn = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_fn = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     if tc["compile"]:
-        step_fn = torch.compile(net)
+        step_fn = torch.compile(step_fn)
     autocast = device.type == "cuda" and tc["mixed_precision"]
 
     def save_state(step: int) -> None:
+        if not main_rank:
+            return
         rng = {"generator": gen.get_state(), "torch_cpu": torch.get_rng_state()}
         if device.type == "cuda":
             rng["torch_cuda"] = torch.cuda.get_rng_state()
@@ -174,8 +211,8 @@ def _train(cfg, model, data_path, out, progress) -> Path:
             keep=tc["keep_checkpoints"],
         )
 
-    log_path = out / "log.csv"
-    new_log = not log_path.exists() or start == 0
+    log_path = out / "log.csv" if main_rank else Path(os.devnull)
+    new_log = not log_path.exists() or start == 0 or not main_rank
     with open(log_path, "w" if new_log else "a", newline="") as fh:
         writer = csv.writer(fh)
         if new_log:
@@ -183,7 +220,7 @@ def _train(cfg, model, data_path, out, progress) -> Path:
         t0 = time.perf_counter()
         last_t, acc, acc_n = t0, 0.0, 0
         bar = tqdm(range(start, tc["steps"]), initial=start, total=tc["steps"],
-                   disable=not progress, desc=f"train {model}", mininterval=2.0)
+                   disable=not (progress and main_rank), desc=f"train {model}", mininterval=2.0)
         net.train()
         budget = tc["time_budget_min"] * 60 if tc["time_budget_min"] else None
         done = start
@@ -193,10 +230,13 @@ def _train(cfg, model, data_path, out, progress) -> Path:
             idx = torch.randint(0, N, (tc["batch_size"],), device=device, generator=gen)
             u0 = images[idx].float().div_(255.0).contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss = process.loss(step_fn, u0, generator=gen)
-            if not torch.isfinite(loss):
+                loss = process.loss(step_fn, u0, generator=gen, shard=shard)
+            reported = loss.detach().clone()
+            if world > 1:  # every rank sees the mean over the whole batch (and stops together)
+                dist.all_reduce(reported, op=dist.ReduceOp.AVG)
+            if not torch.isfinite(reported):
                 raise TrainingDiverged(
-                    f"loss is {loss.item()} at step {step + 1}; stopped. The last good checkpoint "
+                    f"loss is {reported.item()} at step {step + 1}; stopped. The last good checkpoint "
                     f"in {out / 'checkpoints'} is kept; lower train.lr or check the data"
                 )
             opt.zero_grad(set_to_none=True)
@@ -205,7 +245,7 @@ def _train(cfg, model, data_path, out, progress) -> Path:
                 nn.utils.clip_grad_norm_(net.parameters(), tc["grad_clip"])
             opt.step()
             ema_update(ema, net, tc["ema_decay"])
-            acc += loss.item()
+            acc += reported.item()
             acc_n += 1
             done = step + 1
             if done % tc["log_every"] == 0 or done == tc["steps"]:
@@ -217,12 +257,21 @@ def _train(cfg, model, data_path, out, progress) -> Path:
                 bar.set_postfix(loss=f"{acc / acc_n:.4g}", ips=f"{ips:.0f}")
                 acc, acc_n, last_t = 0.0, 0, now
             out_of_time = budget is not None and time.perf_counter() - t0 > budget
+            if budget is not None and world > 1:  # rank 0's clock decides for all
+                flag = torch.tensor(float(out_of_time), device=device)
+                dist.broadcast(flag, 0)
+                out_of_time = bool(flag.item())
             if done % tc["checkpoint_every"] == 0 or done == tc["steps"] or out_of_time:
                 save_state(done)
             if out_of_time:
                 log.info("time budget of %.1f min used up after %d steps", budget / 60, done)
                 break
     final = out / "final.pt"
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+        if not main_rank:
+            return final
     ckpt_io.atomic_save(
         {"model": model, "config": cfg, "step": done, "net": net.state_dict(),
          "ema": ema.state_dict(), "data_path": str(Path(data_path).resolve())},

@@ -10,7 +10,7 @@ import torch
 from ihdm.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from ihdm.train import TrainingDiverged, load_model, train
 
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 
 
 def weights(path):
@@ -96,3 +96,35 @@ def test_model_mismatch_and_load_model(tmp_path, mnist_npz):
     assert model == "ihdm" and cfg2["heat"]["K"] == cfg["heat"]["K"] and not net.training
     with pytest.raises(ValueError, match="model 'ihdm'"):
         train(tiny_config(train__steps=6), "ddpm", mnist_npz, tmp_path / "run", progress=False)
+
+
+def test_data_parallel_matches_single_process(tmp_path, mnist_npz):
+    """torchrun with 2 gloo processes on the CPU follows the 1-process loss trajectory for
+    the same global batch (the shards together are the single process's batch)."""
+    import os
+    import subprocess
+    import sys
+
+    sets = ["--set", "train.steps=6", "--set", "train.log_every=1", "--set", "train.batch_size=8",
+            "--set", "train.threads=1", "--set", "unet.dropout=0.0"]
+    base = [mnist_npz.as_posix()]
+
+    def run(prefix, out):
+        cmd = prefix + ["train", "config/test.yaml", "--model", "ihdm", "--data", *base,
+                        "--out", str(out), "--quiet", *sets]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        with open(out / "log.csv") as fh:
+            return [float(row["loss"]) for row in csv.DictReader(fh)]
+
+    single = run([sys.executable, "-m", "ihdm.cli"], tmp_path / "one")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "ihdm.cli"]
+    double = run(torchrun, tmp_path / "two")
+    assert "data-parallel over 2 processes: 4 of the 8 images" in (tmp_path / "two" / "train.log").read_text()
+    assert len(single) == len(double) == 6
+    for a, b in zip(single, double):
+        assert abs(a - b) <= 1e-4 * max(abs(a), 1e-8) + 1e-6, (single, double)
+    one, two = weights(tmp_path / "one" / "final.pt")[0], weights(tmp_path / "two" / "final.pt")[0]
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-4
