@@ -85,7 +85,13 @@ def save_checkpoint(folder: str | Path, step: int, state: dict, keep: int = 2) -
 
 def load_latest(folder: str | Path, log: logging.Logger | None = None) -> dict | None:
     """The newest readable checkpoint in ``folder`` (with its path under "path"), or None.
-    A damaged newest file is skipped, with a warning, in favour of the one before."""
+    A damaged newest file is skipped, with a warning, in favour of the one before.
+    Temporary files of writes that a killed run never finished are removed."""
+    folder = Path(folder)
+    for stale in folder.glob(".step_*.tmp") if folder.is_dir() else []:
+        stale.unlink(missing_ok=True)
+        if log:
+            log.warning("removed %s, left by a run killed while writing a checkpoint", stale.name)
     for path in reversed(list_checkpoints(folder)):
         try:
             state = load_checkpoint(path)
