@@ -20,12 +20,17 @@ import time
 from pathlib import Path
 
 CANDIDATES = {
-    "c32_k50_lr5e-4": ["unet.channels=32", "heat.K=50", "train.lr=0.0005"],
-    "c32_k20_lr1e-3": ["unet.channels=32", "heat.K=20", "train.lr=0.001"],
-    "c16_k50_lr1e-3": ["unet.channels=16", "heat.K=50", "train.lr=0.001"],
-    "c32_k50_lr1e-3_b32": ["unet.channels=32", "heat.K=50", "train.lr=0.001", "train.batch_size=32"],
-    "c32x2_k50_lr5e-4": ["unet.channels=32", "unet.num_res_blocks=2", "heat.K=50", "train.lr=0.0005"],
-    "c48_k50_lr5e-4": ["unet.channels=48", "heat.K=50", "train.lr=0.0005"],
+    # name: overrides of config/config.yaml
+    "c32-122_k50": ["unet.channels=32", "unet.channel_mult=[1,2,2]", "heat.K=50", "train.lr=0.0005"],
+    "c16-124_k50": ["unet.channels=16", "unet.channel_mult=[1,2,4]", "heat.K=50", "train.lr=0.001"],
+    "c16-124_k50_bf16": ["unet.channels=16", "unet.channel_mult=[1,2,4]", "heat.K=50", "train.lr=0.001",
+                         "train.cpu_bf16=true"],
+    "c24-124_k50_bf16": ["unet.channels=24", "unet.channel_mult=[1,2,4]", "heat.K=50", "train.lr=0.001",
+                         "train.cpu_bf16=true"],
+    "c16-124_k20_bf16": ["unet.channels=16", "unet.channel_mult=[1,2,4]", "heat.K=20", "train.lr=0.001",
+                         "train.cpu_bf16=true"],
+    "c16-124_k100_bf16": ["unet.channels=16", "unet.channel_mult=[1,2,4]", "heat.K=100", "train.lr=0.001",
+                          "train.cpu_bf16=true"],
 }
 
 

@@ -95,7 +95,6 @@ def cmd_train(args) -> None:
 def cmd_sample(args) -> None:
     import torch
 
-    from .data import to_uint8
     from .train import build_process, load_model, resolve_device, training_images
 
     overrides = load_config(args.config, args.set) if args.config else None

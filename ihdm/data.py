@@ -41,7 +41,6 @@ import os
 import pickle
 import struct
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +51,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from .io import atomic_open, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -544,20 +545,6 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def array_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
 
@@ -573,7 +560,8 @@ def save_images(path: str | Path, images: np.ndarray, labels: np.ndarray | None 
             raise DataError(f"{path}: labels must be integers of shape ({len(images)},), got "
                             f"{labels.dtype} {labels.shape}")
         arrays["labels"] = labels.astype(np.int64)
-    _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    with atomic_open(path) as fh:
+        np.savez(fh, **arrays)
     return path
 
 
@@ -598,7 +586,7 @@ def prepare(cfg: Mapping[str, Any], split: str, out_path: str | Path) -> Path:
         "sha256": array_sha256(out.images),
     }
     text = json.dumps(meta, indent=2) + "\n"
-    _atomic_write(sidecar_path(path), lambda fh: fh.write(text), mode="w")
+    atomic_write_text(sidecar_path(path), text)
     log.info("wrote %d %s images of shape %s to %s", meta["count"], split, meta["shape"][1:], path)
     return path
 

@@ -24,14 +24,17 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it over ``path`` on success."""
+def atomic_open(path: str | Path, mode: str = "wb"):
+    """Open a temporary file beside ``path`` for writing; on success it is flushed to disk
+    and renamed over ``path``, on failure removed. Readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        yield Path(tmp)
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
@@ -40,15 +43,14 @@ def atomic_path(path: str | Path):
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
     return Path(path)
 
 
 def atomic_savez(path: str | Path, **arrays) -> Path:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    with atomic_open(path) as fh:
+        np.savez(fh, **arrays)
     return Path(path)
 
 
@@ -56,8 +58,8 @@ def write_png(path: str | Path, image_uint8: np.ndarray) -> Path:
     from PIL import Image
 
     img = image_uint8[..., 0] if image_uint8.shape[-1] == 1 else image_uint8
-    with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG")
+    with atomic_open(path) as fh:
+        Image.fromarray(img).save(fh, format="PNG")
     return Path(path)
 
 

@@ -196,7 +196,7 @@ def _train(cfg, model, data_path, out, progress) -> Path:
         step_fn = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     if tc["compile"]:
         step_fn = torch.compile(step_fn)
-    autocast = device.type == "cuda" and tc["mixed_precision"]
+    autocast = tc["mixed_precision"] if device.type == "cuda" else tc["cpu_bf16"]
 
     def save_state(step: int) -> None:
         if not main_rank:

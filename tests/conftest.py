@@ -12,6 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The tests run small tensors, for which one thread is faster than several competing
+    for a small machine's cores (commands started as subprocesses choose their own)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(**overrides) -> dict:
     """config/test.yaml with ``section.key=value`` overrides (as keyword 'section__key')."""
     sets = [f"{k.replace('__', '.')}={json.dumps(v)}" for k, v in overrides.items()]

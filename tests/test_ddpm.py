@@ -14,14 +14,6 @@ from ihdm.ddpm import DDPM, cosine_betas
 from ihdm.unet import build_unet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tests run small tensors; one thread avoids oversubscribing a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class GaussianEps(nn.Module):
     """The exact eps-predictor E[eps | x_t] when x_0 ~ N(m, s^2 I) (model scale [-1, 1])."""

@@ -1,6 +1,5 @@
 """IHDM: the loss, the prior, the samplers and their variants, the ELBO."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

@@ -27,14 +27,6 @@ from ihdm.metrics.nll import bits_per_dim, discretized_gaussian_log_likelihood, 
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tests run small tensors; one thread avoids oversubscribing a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 

@@ -8,7 +8,6 @@ Suitable for digit data sets (MNIST); any labelled uint8 NHWC data works.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..io import atomic_open
 
 from ihdm.metrics.fid import extract_features, feature_statistics, frechet_distance, kid_score
 
@@ -131,11 +132,8 @@ def train_classifier(
 
 def save_classifier(model: DigitClassifier, path: str | Path) -> None:
     """Atomic save of hyperparameters and weights (loadable with ``weights_only=True``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"hparams": dict(model.hparams), "state_dict": model.state_dict()}, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path) as fh:
+        torch.save({"hparams": dict(model.hparams), "state_dict": model.state_dict()}, fh)
 
 
 def load_classifier(path: str | Path) -> DigitClassifier:

@@ -14,7 +14,6 @@ Inception (``feature_extractor=``), as with clean-fid's ``custom_feat_extractor`
 
 from __future__ import annotations
 
-import os
 import platform
 import warnings
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from cleanfid.fid import frechet_distance, get_batch_features, kernel_distance
 from cleanfid.inception_torchscript import InceptionV3W
 from cleanfid.resize import build_resizer
 from torch import nn
+
+from ..io import atomic_open
 
 MODE = "clean"
 INCEPTION_NAME = "inception-2015-12-05.pt"  # clean-fid's file name for the torchscript weights
@@ -199,11 +200,8 @@ def reference_stats(
     out_path = Path(out_path)
     if out_path.suffix != ".npz":
         raise ValueError(f"reference statistics path '{out_path}' must end in .npz")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_open(out_path) as fh:
         np.savez(fh, mu=mu, sigma=sigma, feats=feats.astype(np.float32), extractor=np.array(name), mode=np.array(MODE))
-    os.replace(tmp, out_path)
     return {"path": str(out_path), "n": int(feats.shape[0]), "dim": int(feats.shape[1]), "extractor": name}
 
 
