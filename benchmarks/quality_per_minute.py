@@ -62,7 +62,7 @@ def main() -> None:
     names = args.only or list(CANDIDATES)
     common = ["--set", "train.threads=1", "--set", f"train.time_budget_min={args.minutes}",
               "--set", "train.steps=1000000", "--set", "train.checkpoint_every=100000"]
-    queue = list(names)
+    queue = [n for n in names if not (work / n / "final.pt").exists()]  # finished runs are kept
     running: dict[str, subprocess.Popen] = {}
     while queue or running:
         while queue and len(running) < args.parallel:

@@ -95,7 +95,7 @@ def cmd_train(args) -> None:
 def cmd_sample(args) -> None:
     import torch
 
-    from .train import build_process, load_model, resolve_device, training_images
+    from .train import autocast, build_process, load_model, resolve_device, training_images
 
     overrides = load_config(args.config, args.set) if args.config else None
     device = resolve_device(overrides or {"device": "auto"})
@@ -118,14 +118,17 @@ def cmd_sample(args) -> None:
     else:
         kwargs.update(sampler=args.sampler)
     n = args.n if args.n is not None else sc["n"]
+    amp = autocast(cfg, device)
     if model == "ddpm" and args.variant == "interpolate":
         # one DDIM interpolation of `frames` images per row, each row from its own pair of noises
         frames = sc["interpolation_frames"]
-        rows = [process.sample(net, frames, (C, R, R), **{**kwargs, "seed": args.seed * 100003 + r})
-                for r in range(n)]
+        with amp:
+            rows = [process.sample(net, frames, (C, R, R), **{**kwargs, "seed": args.seed * 100003 + r})
+                    for r in range(n)]
         result = {"images": torch.cat([r["images"] for r in rows]), "trajectory": None, "levels": []}
     else:
-        result = process.sample(net, n, (C, R, R), **kwargs)
+        with amp:
+            result = process.sample(net, n, (C, R, R), **kwargs)
         result.setdefault("levels", [])
     from .io import write_samples
 
@@ -316,6 +319,12 @@ def cmd_plot(args) -> None:
     log.info("wrote %s.png and .pdf", out)
 
 
+def cmd_bench(args) -> None:
+    from .bench import main_bench
+
+    main_bench(_config(args), out=args.out, quick=args.quick)
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ihdm", description=__doc__.splitlines()[0])
@@ -382,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("spectral", cmd_spectral, "power spectra of the data (and photographs) against both processes")
     sp.add_argument("--data", required=True, help="images (.npz)")
     sp.add_argument("--out", required=True, help="output JSON")
+
+    sp = add("bench", cmd_bench, "measure heat operator, training and sampling speed (JSON and a table)")
+    sp.add_argument("--out", help="also write the JSON here")
+    sp.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
 
     sp = sub.add_parser("plot", help="draw a figure from results files (PNG and PDF)")
     sp.add_argument("figure", choices=FIGURES)

@@ -51,6 +51,14 @@ def resolve_device(cfg: dict) -> torch.device:
     return torch.device(want)
 
 
+def autocast(cfg: dict, device: torch.device):
+    """bf16 autocast where the config asks for it: train.mixed_precision on CUDA,
+    train.cpu_bf16 on the CPU. Used for training, sampling and likelihoods alike."""
+    tc = cfg["train"]
+    enabled = tc["mixed_precision"] if device.type == "cuda" else tc["cpu_bf16"]
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def build_process(cfg: dict, model: str):
     """The loss/sampler object for ``model`` ('ihdm' or 'ddpm')."""
     if model == "ihdm":
@@ -196,7 +204,6 @@ def _train(cfg, model, data_path, out, progress) -> Path:
         step_fn = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     if tc["compile"]:
         step_fn = torch.compile(step_fn)
-    autocast = tc["mixed_precision"] if device.type == "cuda" else tc["cpu_bf16"]
 
     def save_state(step: int) -> None:
         if not main_rank:
@@ -229,7 +236,7 @@ def _train(cfg, model, data_path, out, progress) -> Path:
                 group["lr"] = lr_at(step, tc)
             idx = torch.randint(0, N, (tc["batch_size"],), device=device, generator=gen)
             u0 = images[idx].float().div_(255.0).contiguous(memory_format=memory_format)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            with autocast(cfg, device):
                 loss = process.loss(step_fn, u0, generator=gen, shard=shard)
             reported = loss.detach().clone()
             if world > 1:  # every rank sees the mean over the whole batch (and stops together)

@@ -1,0 +1,513 @@
+"""``ihdm bench CONFIG``: throughput of the heat operator, of training and of sampling.
+
+Three sections, each a list of rows in the JSON result:
+
+* ``heat``: images/s of F(t_k)u for a batch of 128 × 3-channel images at mixed levels
+  (K = 200, one random k per image) at 28…256 pixels, side by side in one run:
+  :class:`ihdm.heat.HeatOperator` (``blur`` and ``blur_pair``), scipy's DCT route
+  (``scipy.fft.dctn``/``idctn``, norm="ortho", workers=-1, per-image decay) and the
+  generic :func:`ihdm.heat.dissipate`. Each number is the median over interleaved runs
+  after warm-up; each method's max abs error is against float64 scipy.
+* ``train``: images/s and peak memory of full training steps (IHDM loss, backward,
+  gradient clipping, Adam, EMA) for the config's network and the paper MNIST and CIFAR-10
+  networks.
+* ``sample``: samples/s of IHDM (the config's K steps) and DDPM DDIM (``ddim_steps``).
+
+CPU always; CUDA as well when available (fp32, and bf16 autocast for training/sampling).
+CPU peak memory is the kernel's resident-set high-water mark (VmHWM, reset through
+/proc/self/clear_refs before each measurement), falling back to polling the RSS with psutil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import scipy
+import scipy.fft
+import torch
+
+from .heat import HeatOperator, blur_schedule, blur_times, dissipate
+
+HEAT_SIZES = (28, 32, 64, 128, 256)
+QUICK_HEAT_SIZES = (28, 32, 64)
+HEAT_K = 200
+#: blur_sigma_max of the paper configs at each resolution (NOTES §3); others use 24·L/32
+PAPER_SIGMA_MAX = {28: 20.0, 32: 24.0, 64: 32.0, 128: 128.0, 256: 128.0}
+PAPER_CONFIGS = {"paper_mnist": "mnist.yaml", "paper_cifar10": "cifar10.yaml"}
+SECTIONS = ("heat", "train", "sample")
+#: input size of the paper networks in quick mode (both nets down-sample by at most 8)
+QUICK_PAPER_RESOLUTION = 8
+
+
+class BenchError(ValueError):
+    """A benchmark option is invalid."""
+
+
+# --------------------------------------------------------------------------- machine
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+# --------------------------------------------------------------------------- timing
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int,
+                     device: torch.device) -> dict[str, list[float]]:
+    """Seconds per call of each function; the functions take turns in every round so that
+    a change in the machine's load hits them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+        _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _rate(seconds: list[float], items: int) -> dict:
+    med, best = float(np.median(seconds)), float(np.min(seconds))
+    return {"images_per_s": items / med, "median_s": med, "min_s": best,
+            "best_images_per_s": items / best, "runs": len(seconds)}
+
+
+# --------------------------------------------------------------------------- heat
+def scipy_heat(u: np.ndarray, decay: np.ndarray, workers: int = -1) -> np.ndarray:
+    """F(t)u through scipy's orthonormal DCT-II; ``decay`` broadcasts against the coefficients."""
+    coeffs = scipy.fft.dctn(u, type=2, norm="ortho", axes=(-2, -1), workers=workers)
+    coeffs *= decay
+    return scipy.fft.idctn(coeffs, type=2, norm="ortho", axes=(-2, -1), workers=workers,
+                           overwrite_x=True)
+
+
+def _decay_factors(L: int, times: np.ndarray) -> np.ndarray:
+    """exp(-π²n²t/L²) per level and 1-D mode, (K+1, L) float64."""
+    return np.exp(-np.multiply.outer(times, (np.pi * np.arange(L) / L) ** 2))
+
+
+def heat_benchmark(size: int, *, batch: int = 128, channels: int = 3, K: int = HEAT_K,
+                   rounds: int = 7, warmup: int = 2, device: str = "cpu", seed: int = 0,
+                   compare_dense: bool = True) -> dict:
+    """One row of the heat table: every method on the same batch and levels."""
+    dev = torch.device(device)
+    sigma_max = PAPER_SIGMA_MAX.get(size, 24.0 * size / 32)
+    times = blur_times(blur_schedule(K, 0.5, sigma_max))
+    rng = np.random.default_rng(seed)
+    u_np = rng.uniform(size=(batch, channels, size, size)).astype(np.float32)
+    k_np = rng.integers(1, K + 1, size=batch)
+    eH = _decay_factors(size, times)
+    ref = scipy_heat(u_np.astype(np.float64), (eH[k_np][:, :, None] * eH[k_np][:, None, :])[:, None])
+    ref_prev = scipy_heat(u_np.astype(np.float64),
+                          (eH[k_np - 1][:, :, None] * eH[k_np - 1][:, None, :])[:, None])
+
+    u = torch.from_numpy(u_np).to(dev)
+    k = torch.from_numpy(k_np).to(dev)
+    t_k = torch.from_numpy(times[k_np]).to(dev)
+    t0 = time.perf_counter()
+    op = HeatOperator(times, size, size, dtype=torch.float32, device=dev)
+    setup_s = time.perf_counter() - t0
+
+    fns: dict[str, Callable[[], object]] = {
+        "ours_blur": lambda: op.blur(u, k),
+        "ours_pair": lambda: op.blur_pair(u, k),
+    }
+    if compare_dense and op.route != "dense":
+        dense = HeatOperator(times, size, size, dtype=torch.float32, device=dev, route="dense")
+        fns["ours_dense_blur"] = lambda: dense.blur(u, k)
+        fns["ours_dense_pair"] = lambda: dense.blur_pair(u, k)
+    if dev.type == "cpu":
+        eH32 = eH.astype(np.float32)
+
+        def scipy_route():
+            decay = eH32[k_np][:, None, :, None] * eH32[k_np][:, None, None, :]
+            return scipy_heat(u_np, decay)
+
+        fns["scipy_dct"] = scipy_route
+    fns["dissipate"] = lambda: dissipate(u, t_k)
+
+    def err(a, b=ref) -> float:
+        a = a.detach().double().cpu().numpy() if isinstance(a, torch.Tensor) else a
+        return float(np.abs(a - b).max())
+
+    errors = {}
+    for name, fn in fns.items():
+        out = fn()
+        if isinstance(out, tuple):
+            errors[name] = max(err(out[0]), err(out[1], ref_prev))
+        else:
+            errors[name] = err(out)
+    timings = time_interleaved(fns, rounds, warmup, dev)
+    methods = {name: {**_rate(timings[name], batch), "max_abs_err": errors[name]} for name in fns}
+    return {"device": dev.type, "size": size, "batch": batch, "channels": channels, "K": K,
+            "blur_sigma_max": sigma_max, "route": op.route, "setup_s": setup_s,
+            "methods": methods}
+
+
+# --------------------------------------------------------------------------- memory
+class PeakMemory:
+    """Peak memory of a block: CUDA's allocator peak, or the CPU process's resident set."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.method = ""
+        self.peak_mb = float("nan")
+        self.delta_mb = float("nan")
+        self._stop = threading.Event()
+        self._poll: threading.Thread | None = None
+        self._samples: list[int] = []
+
+    @staticmethod
+    def _status(key: str) -> int | None:
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+
+    @staticmethod
+    def _reset_hwm() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+            return True
+        except OSError:
+            return False
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            self.method = "torch.cuda.max_memory_allocated"
+            return self
+        self._base = self._status("VmRSS")
+        if self._base is not None and self._reset_hwm():
+            self.method = "VmHWM (reset via /proc/self/clear_refs)"
+            return self
+        try:
+            import psutil
+        except ImportError:
+            import resource
+
+            self.method = "ru_maxrss (process lifetime peak)"
+            self._base = 0
+            self._rusage = resource
+            return self
+        proc = psutil.Process()
+        self._base = proc.memory_info().rss
+        self.method = "psutil RSS polled every 5 ms"
+
+        def poll():
+            while not self._stop.is_set():
+                self._samples.append(proc.memory_info().rss)
+                self._stop.wait(0.005)
+
+        self._poll = threading.Thread(target=poll, daemon=True)
+        self._poll.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        elif self.method.startswith("VmHWM"):
+            peak = self._status("VmHWM") or 0
+        elif self._poll is not None:
+            self._stop.set()
+            self._poll.join()
+            peak = max(self._samples, default=self._base)
+        else:
+            peak = self._rusage.getrusage(self._rusage.RUSAGE_SELF).ru_maxrss * 1024
+        self.peak_mb = peak / 2**20
+        self.delta_mb = (peak - self._base) / 2**20
+
+
+# --------------------------------------------------------------------------- train / sample
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def paper_config(name: str) -> dict | None:
+    """A paper config (config/paper/*.yaml of the repository), or None if not shipped."""
+    from .config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "config" / "paper" / PAPER_CONFIGS[name]
+    return load_config(path) if path.exists() else None
+
+
+def train_benchmark(cfg: dict, name: str, *, device: str, precision: str, batch: int,
+                    steps: int, warmup: int, seed: int = 0) -> dict:
+    """Images/s and peak memory of full IHDM training steps with ``cfg``'s network."""
+    from .inverse_heat import IHDM
+    from .train import ema_update
+    from .unet import build_unet, count_parameters
+
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    tc = cfg["train"]
+    C, R = cfg["data"]["channels"], cfg["data"]["resolution"]
+    net = build_unet(cfg).to(dev).train()
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    process = IHDM.from_config(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=tc["lr"], betas=(tc["adam_beta1"], tc["adam_beta2"]),
+                           eps=tc["adam_eps"], fused=dev.type == "cuda")
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    images = torch.rand((max(batch, 64), C, R, R), generator=gen, device=dev)
+
+    def step():
+        idx = torch.randint(0, images.shape[0], (batch,), device=dev, generator=gen)
+        with _autocast(dev, precision):
+            loss = process.loss(net, images[idx], generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), tc["grad_clip"])
+        opt.step()
+        ema_update(ema, net, tc["ema_decay"])
+        return loss
+
+    times = []
+    with PeakMemory(dev) as mem:
+        for i in range(warmup + steps):
+            _sync(dev)
+            t0 = time.perf_counter()
+            loss = step()
+            _sync(dev)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    if not torch.isfinite(loss):
+        raise RuntimeError(f"benchmark training step of '{name}' gave a non-finite loss")
+    med = float(np.median(times))
+    return {"network": name, "device": dev.type, "precision": precision,
+            "parameters": count_parameters(net), "resolution": R, "channels": C,
+            "K": cfg["heat"]["K"], "batch": batch, "steps": steps,
+            "images_per_s": batch / med, "step_s": med,
+            "peak_memory_mb": mem.peak_mb, "peak_memory_delta_mb": mem.delta_mb,
+            "memory_method": mem.method}
+
+
+def sample_benchmark(cfg: dict, *, device: str, precision: str, n: int, seed: int = 0) -> list[dict]:
+    """Samples/s of IHDM (K steps) and DDPM DDIM (ddim_steps) with ``cfg``'s network."""
+    from .ddpm import DDPM
+    from .inverse_heat import IHDM
+    from .unet import build_unet
+
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    C, R = cfg["data"]["channels"], cfg["data"]["resolution"]
+    net = build_unet(cfg).to(dev).eval()
+    prior = torch.rand((16, C, R, R), generator=torch.Generator().manual_seed(seed))
+    ihdm, ddpm = IHDM.from_config(cfg), DDPM.from_config(cfg)
+    runs = {
+        "ihdm": (ihdm.K, lambda: ihdm.sample(net, n, (C, R, R), prior_images=prior, seed=seed,
+                                            batch_size=n, device=dev)),
+        "ddpm_ddim": (len(ddpm.ddim_timesteps(ddpm.ddim_steps)),
+                      lambda: ddpm.sample(net, n, (C, R, R), seed=seed, batch_size=n, device=dev,
+                                          sampler="ddim")),
+    }
+    rows = []
+    for model, (net_evals, fn) in runs.items():
+        with _autocast(dev, precision):
+            fn()  # warm-up
+            times = time_interleaved({model: fn}, rounds=1, warmup=0, device=dev)[model]
+        sec = float(np.median(times))
+        rows.append({"model": model, "device": dev.type, "precision": precision, "n": n,
+                     "network_evaluations": net_evals, "samples_per_s": n / sec, "seconds": sec})
+    return rows
+
+
+# --------------------------------------------------------------------------- driver
+def _devices(cfg: dict) -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu":
+        devices.append("cuda")
+    return devices
+
+
+def main_bench(cfg: dict, out: str | Path | None = None, quick: bool = False, *,
+               sizes: list[int] | None = None, sections: list[str] | None = None,
+               rounds: int | None = None, echo: bool = True) -> dict:
+    """Run the benchmark for config ``cfg``; write the JSON to ``out`` (or print it) and
+    print a table. ``quick`` shrinks everything to a few seconds (for tests)."""
+    sections = list(sections or SECTIONS)
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise BenchError(f"unknown bench section(s) {unknown}; choose from {list(SECTIONS)}")
+    threads = torch.get_num_threads()
+    if cfg["train"].get("threads"):
+        torch.set_num_threads(cfg["train"]["threads"])
+    try:
+        return _main_bench(cfg, out, quick, sizes, sections, rounds, echo)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _main_bench(cfg, out, quick, sizes, sections, rounds, echo) -> dict:
+    sizes = list(sizes or (QUICK_HEAT_SIZES if quick else HEAT_SIZES))
+    if any(s < 4 for s in sizes):
+        raise BenchError(f"heat sizes must be at least 4 pixels, got {sizes}")
+    devices = _devices(cfg)
+    result: dict = {"machine": machine_info(), "quick": quick,
+                    "config": {"experiment": cfg["experiment"], "resolution": cfg["data"]["resolution"],
+                               "channels": cfg["data"]["channels"], "K": cfg["heat"]["K"],
+                               "ddim_steps": cfg["ddpm"]["ddim_steps"]}}
+
+    if "heat" in sections:
+        rows = []
+        for dev in devices:
+            for size in sizes:
+                big = size >= 128
+                r = rounds or (3 if quick else (5 if big else 9))
+                rows.append(heat_benchmark(size, batch=16 if quick else 128, rounds=r,
+                                           warmup=1 if quick or big else 2, device=dev))
+                if echo:
+                    print(f"  heat {dev} {size}px done", file=sys.stderr, flush=True)
+        result["heat"] = rows
+
+    if "train" in sections:
+        nets = {"config": cfg}
+        for name in PAPER_CONFIGS:
+            pc = paper_config(name)
+            if pc is not None:
+                if quick:  # same network and parameters, run on 8×8 inputs to take seconds
+                    pc["data"]["resolution"] = QUICK_PAPER_RESOLUTION
+                nets[name] = pc
+        rows = []
+        for dev in devices:
+            for precision in (["fp32"] if dev == "cpu" else ["fp32", "bf16"]):
+                for name, ncfg in nets.items():
+                    if dev == "cpu":
+                        batch = (2 if quick else 8) if name == "config" else (1 if quick else 4)
+                        steps, warm = (1, 0) if quick else (3, 1)
+                    else:
+                        batch = min(ncfg["train"]["batch_size"], 8 if quick else 128)
+                        steps, warm = (2, 1) if quick else (10, 3)
+                    rows.append(train_benchmark(ncfg, name, device=dev, precision=precision,
+                                                batch=batch, steps=steps, warmup=warm))
+                    if echo:
+                        print(f"  train {name} {dev} {precision} done", file=sys.stderr, flush=True)
+        result["train"] = rows
+
+    if "sample" in sections:
+        rows = []
+        for dev in devices:
+            for precision in (["fp32"] if dev == "cpu" else ["fp32", "bf16"]):
+                n = 2 if quick else (8 if dev == "cpu" else 64)
+                rows += sample_benchmark(cfg, device=dev, precision=precision, n=n)
+        result["sample"] = rows
+
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        from .io import atomic_write_text
+
+        atomic_write_text(out, text + "\n")
+    if echo:
+        table = format_table(result)
+        if out is None:
+            print(text)
+            print(table, file=sys.stderr)
+        else:
+            print(table)
+    return result
+
+
+def format_table(result: dict) -> str:
+    """A readable summary of a benchmark result."""
+    m = result["machine"]
+    lines = [f"machine: {m['cpu_model']} ({m['cpu_count']} CPUs, torch {m['torch']}, "
+             f"{m['torch_threads']} threads)" + (f", {m['cuda_device']}" if m.get("cuda") else "")]
+    if "heat" in result:
+        names = []
+        for row in result["heat"]:
+            names += [n for n in row["methods"] if n not in names]
+        lines += ["", "heat operator, images/s (median; max abs error vs float64 scipy)",
+                  f"{'device':6} {'size':>4} {'route':6} " + " ".join(f"{n:>22}" for n in names)]
+        for row in result["heat"]:
+            cells = []
+            for n in names:
+                r = row["methods"].get(n)
+                cells.append(f"{r['images_per_s']:>12.0f} ({r['max_abs_err']:.0e})" if r else " " * 22)
+            lines.append(f"{row['device']:6} {row['size']:>4} {row['route']:6} " + " ".join(
+                f"{c:>22}" for c in cells))
+    if "train" in result:
+        lines += ["", "training (IHDM loss + backward + Adam + EMA)",
+                  f"{'network':14} {'device':6} {'prec':5} {'params':>8} {'batch':>5} "
+                  f"{'images/s':>9} {'step s':>8} {'peak MB':>9}"]
+        for r in result["train"]:
+            lines.append(f"{r['network']:14} {r['device']:6} {r['precision']:5} "
+                         f"{r['parameters'] / 1e6:>7.2f}M {r['batch']:>5} {r['images_per_s']:>9.2f} "
+                         f"{r['step_s']:>8.3f} {r['peak_memory_mb']:>9.0f}")
+    if "sample" in result:
+        lines += ["", "sampling", f"{'model':10} {'device':6} {'prec':5} {'n':>4} {'net evals':>9} "
+                  f"{'samples/s':>10}"]
+        for r in result["sample"]:
+            lines.append(f"{r['model']:10} {r['device']:6} {r['precision']:5} {r['n']:>4} "
+                         f"{r['network_evaluations']:>9} {r['samples_per_s']:>10.3f}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ihdm bench`` (the config and ``--set`` come from the caller)."""
+    parser.add_argument("--out", default=None, help="write the JSON here (default: print it)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and batches (seconds)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help=f"heat operator image sizes (default {list(HEAT_SIZES)})")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
+                        help="which parts to run (default: all)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed runs per heat method")
+
+
+def run(cfg: dict, args: argparse.Namespace) -> dict:
+    """``ihdm bench`` with the options of :func:`add_arguments`."""
+    return main_bench(cfg, args.out, args.quick, sizes=args.sizes, sections=args.sections,
+                      rounds=args.rounds)
