@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# the workflow's rules call `ihdm` and `snakemake` from the environment's bin folder
+export PATH := $(abspath $(BIN)):$(PATH)
 CORES  ?= all
 # torch/torchvision versions this project is tested with (override for another platform)
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1

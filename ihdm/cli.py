@@ -300,8 +300,8 @@ def cmd_plot(args) -> None:
         draw = plots.psd_figure_from_summary if fig == "psd" else plots.erased_frequency_figure_from_summary
         draw(summary[key], out, title=title)
     elif fig == "data-efficiency":
-        with open(one()) as fh:
-            rows = list(csv.DictReader(fh))
+        with open(one()) as fh:  # the table mixes metrics: keep the rows that have this one
+            rows = [r for r in csv.DictReader(fh) if r.get(args.metric) not in ("", None)]
         plots.data_efficiency_figure(rows, out, metric=args.metric, title=title)
     elif fig == "loss":
         plots.loss_curve(dict(zip(labels, inputs)), out, title=title)

@@ -88,15 +88,15 @@ def _base(path: str | Path) -> Path:
 
 def save_figure(fig: Figure, path: str | Path) -> Paths:
     """Write ``fig`` as ``<path>.png`` and ``<path>.pdf`` (each to a temporary name, then renamed)."""
-    from ihdm.io import atomic_path
+    from ihdm.io import atomic_open
 
     base = _base(path)
     out = []
     with matplotlib.rc_context(STYLE):
         for fmt, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
             target = base.parent / f"{base.name}.{fmt}"
-            with atomic_path(target) as tmp:
-                fig.savefig(tmp, format=fmt, metadata=meta)
+            with atomic_open(target) as fh:
+                fig.savefig(fh, format=fmt, metadata=meta)
             out.append(target)
     return out[0], out[1]
 

@@ -1,0 +1,561 @@
+"""The Snakemake workflow (workflow/): lint and format, dry runs of every config, the
+complete DAG on config/test.yaml, reruns, a refused config, and a run through SLURM.
+
+The integration tests run Snakemake in a temporary copy of workflow/ and config/ and are
+marked `slow`; `pytest -m "not slow"` keeps the lint and dry-run tests only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from ihdm.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the environment's `ihdm` and `snakefmt`
+PAPER_CONFIGS = sorted((REPO / "config" / "paper").glob("*.yaml"))
+# Seconds the complete DAG of config/test.yaml may take (the goal is under 3 minutes on
+# an idle 2-core machine; the limit leaves room for a machine shared with other work).
+PIPELINE_TIMEOUT_S = float(os.environ.get("IHDM_WORKFLOW_TIMEOUT", "900"))
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"}
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: float = 120, check: bool = True) -> str:
+    """Run Snakemake in `cwd`; returns stdout and stderr together."""
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    done = subprocess.run(
+        cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    out = done.stdout + done.stderr
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited {done.returncode} in {cwd}:\n{out[-6000:]}")
+    return out
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> number of jobs, from the first 'Job stats' table Snakemake printed."""
+    match = re.search(r"Job stats:\njob +count\n[- ]+\n(.*?)\ntotal +\d+", output, re.DOTALL)
+    if match is None:
+        return {}
+    return {rule: int(n) for rule, n in (line.split() for line in match.group(1).splitlines())}
+
+
+def expected_jobs(cfg: dict) -> dict[str, int]:
+    """The complete DAG of a config: rule -> number of jobs (what `all` must plan)."""
+    wf = cfg["workflow"]
+    models, variants = wf["models"], wf["variants"]
+    digits = cfg["data"]["dataset"] in ("mnist5k", "mnist")
+    fid = cfg["evaluate"]["fid"]
+    spectra = 2 if wf["photographs"] else 1
+    trajectories = cfg["sample"]["trajectory_frames"] > 0
+
+    def variants_of(model: str) -> list[str]:
+        return [v for v in variants if model == "ihdm" or v in ("random", "interpolate")]
+
+    n_models = len(models)
+    n_emergent = sum(v in ("shared-prior", "shared-noise") for v in variants_of("ihdm"))
+    n_emergent *= "ihdm" in models
+    n_interp = sum("interpolate" in variants_of(m) for m in models)
+    n_points = len(wf["sweep_sizes"]) * n_models * len(wf["sweep_seeds"])
+    jobs = {
+        "prepare": 2,
+        "train": n_models,
+        "sample": sum(len(variants_of(m)) for m in models),
+        "sample_for_evaluation": n_models,
+        "evaluate_nll": n_models,
+        "evaluate_memorization": n_models,
+        "evaluate_smoothness": n_interp,
+        "evaluate_emergent": n_emergent,
+        "metrics_table": 1,
+        "sweep_train": n_points,
+        "sweep_sample": n_points,
+        "sweep_memorization": n_points,
+        "sweep_table": int(n_points > 0),
+        "spectral": 1,
+        "plot_samples": n_models * ("random" in variants),
+        "plot_trajectory": n_models * ("random" in variants) * trajectories,
+        "plot_interpolation": int(n_interp > 0),
+        "plot_emergent": n_emergent,
+        "plot_forward_blur": 1,
+        "plot_loss": 1,
+        "plot_psd": spectra,
+        "plot_erased_frequency": spectra,
+        "plot_data_efficiency": (1 + digits + fid) * (n_points > 0),
+        "all": 1,
+    }
+    if digits:
+        jobs.update(classifier=1, evaluate_domain=n_models, sweep_domain=n_points)
+    if fid:
+        jobs.update(evaluate_fid=n_models, sweep_fid=n_points)
+    return {rule: n for rule, n in jobs.items() if n}
+
+
+def expected_figures(cfg: dict) -> list[str]:
+    """The names of the figures a config makes (results/<exp>/figures/<name>.png/.pdf)."""
+    wf = cfg["workflow"]
+    models, variants = wf["models"], wf["variants"]
+    names = [f"samples_{m}" for m in models if "random" in variants]
+    if cfg["sample"]["trajectory_frames"] > 0:
+        names += [f"trajectory_{m}" for m in models if "random" in variants]
+    names += ["interpolation"] if "interpolate" in variants else []
+    if "ihdm" in models:
+        names += [f"emergent_{v}" for v in ("shared-prior", "shared-noise") if v in variants]
+    names += ["forward-blur", "loss"]
+    for source in ["data"] + ["photographs"] * wf["photographs"]:
+        names += [f"psd_{source}", f"erased-frequency_{source}"]
+    if wf["sweep_sizes"] and wf["sweep_seeds"] and models:
+        names += ["data-efficiency_fd"] * (cfg["data"]["dataset"] in ("mnist5k", "mnist"))
+        names += ["data-efficiency_fid"] * cfg["evaluate"]["fid"]
+        names += ["data-efficiency_ratio_of_medians"]
+    return names
+
+
+# --------------------------------------------------------------------------- static checks
+def test_lint_and_format_are_clean() -> None:
+    lint = snakemake("--lint", "--cores", "1", check=False)
+    assert "Congratulations, your workflow is in a good condition" in lint, lint[-4000:]
+    fmt = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "workflow"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_schema_is_the_package_schema() -> None:
+    link = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    assert link.is_symlink()
+    assert os.readlink(link) == "../../ihdm/config.schema.yaml"
+    assert link.resolve() == (REPO / "ihdm" / "config.schema.yaml").resolve()
+
+
+@pytest.mark.parametrize(
+    "configfile",
+    [None, REPO / "config" / "test.yaml", *PAPER_CONFIGS],
+    ids=lambda p: "config.yaml" if p is None else p.relative_to(REPO / "config").as_posix(),
+)
+def test_dry_run_plans_the_complete_dag(configfile: Path | None) -> None:
+    """Every config plans data, training, sampling, metrics, sweep, spectra and figures
+    (forced, so that finished results in the repository do not hide jobs)."""
+    args = ["-n", "--forceall", "--cores", "1"]
+    if configfile is not None:
+        args += ["--configfile", str(configfile)]
+    jobs = planned_jobs(snakemake(*args))
+    cfg = load_config(configfile or REPO / "config" / "config.yaml")
+    assert jobs == expected_jobs(cfg)
+
+
+# --------------------------------------------------------------------------- runs
+def _copy_workflow(dest: Path) -> Path:
+    """workflow/ (with the schema's content), config/ and environment.yml in `dest`,
+    with config/test.yaml's test_root made absolute."""
+    shutil.copytree(REPO / "workflow", dest / "workflow")
+    shutil.copytree(REPO / "config", dest / "config")
+    shutil.copy(REPO / "environment.yml", dest)
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    test_root = (REPO / cfg["data"]["test_root"]).resolve()
+    if not test_root.is_dir():
+        pytest.skip(f"no MNIST test set at {test_root} (config/test.yaml data.test_root)")
+    cfg["data"]["test_root"] = str(test_root)
+    (dest / "config" / "test.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dest
+
+
+def _edit_config(work: Path, section: str, key: str, value) -> None:
+    path = work / "config" / "test.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg.setdefault(section, {})[key] = value
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@dataclass
+class Pipeline:
+    work: Path
+    cfg: dict
+    output: str
+    seconds: float
+
+    @property
+    def results(self) -> Path:
+        return self.work / "results" / self.cfg["experiment"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """The complete DAG of config/test.yaml, run once, after an interrupted training.
+
+    Before the run, IHDM is trained by hand up to its first checkpoint and its final.pt
+    removed: what Snakemake leaves of a training job that failed after that checkpoint.
+    The workflow must resume from results/test/models/ihdm/checkpoints/.
+    """
+    work = _copy_workflow(tmp_path_factory.mktemp("workflow"))
+    cfg = load_config(work / "config" / "test.yaml")
+    results = work / "results" / cfg["experiment"]
+    data = f"resources/{cfg['data']['dataset']}/{cfg['data']['resolution']}px/train.npz"
+    snakemake("--cores", "2", data, "--configfile", "config/test.yaml", cwd=work)
+    half = cfg["train"]["checkpoint_every"]
+    assert half < cfg["train"]["steps"], "config/test.yaml: checkpoint before the end"
+    subprocess.run(
+        [
+            str(BIN / "ihdm"),
+            "train",
+            str(results / "config.yaml"),
+            "--model",
+            "ihdm",
+            "--data",
+            data,
+            "--out",
+            str(results / "models" / "ihdm"),
+            "--quiet",
+            "--set",
+            f"train.steps={half}",
+        ],
+        cwd=work,
+        env=_env(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (results / "models" / "ihdm" / "final.pt").unlink()
+
+    start = time.monotonic()
+    out = snakemake(
+        "--cores",
+        "2",
+        "--configfile",
+        "config/test.yaml",
+        cwd=work,
+        timeout=PIPELINE_TIMEOUT_S,
+    )
+    seconds = time.monotonic() - start
+    print(f"complete DAG of config/test.yaml: {seconds:.0f} s")
+    return Pipeline(work, cfg, out, seconds)
+
+
+def _copy_run(pipeline: Pipeline, dest: Path) -> Path:
+    """A copy of the finished run (times and Snakemake's metadata kept)."""
+    shutil.copytree(pipeline.work, dest, symlinks=True)
+    return dest
+
+
+def _sample_paths(cfg: dict) -> list[str]:
+    """The figure samples of a config, relative to results/<exp>/."""
+    wf = cfg["workflow"]
+    return [
+        f"samples/{model}/{variant}_seed{cfg['seed']}.npz"
+        for model in wf["models"]
+        for variant in wf["variants"]
+        if model == "ihdm" or variant in ("random", "interpolate")
+    ]
+
+
+def _samples(path: Path) -> np.ndarray:
+    with np.load(path) as z:
+        return z["images"]
+
+
+@pytest.mark.slow
+def test_pipeline_writes_every_output(pipeline: Pipeline) -> None:
+    cfg, res = pipeline.cfg, pipeline.results
+    # the complete DAG, but for train.npz, prepared before the interrupted training
+    assert planned_jobs(pipeline.output) == {**expected_jobs(cfg), "prepare": 1}
+    wf, n, n_eval = cfg["workflow"], cfg["sample"]["n"], cfg["evaluate"]["n_samples"]
+    shape = (cfg["data"]["resolution"], cfg["data"]["resolution"], cfg["data"]["channels"])
+
+    written = yaml.safe_load((res / "config.yaml").read_text())
+    assert written == cfg, "results/<exp>/config.yaml is the validated config"
+
+    for model in wf["models"]:
+        final = torch.load(res / "models" / model / "final.pt", weights_only=True)
+        assert final["model"] == model and final["step"] == cfg["train"]["steps"]
+        assert (res / "models" / model / "log.csv").is_file()
+        images = _samples(res / "samples" / model / f"random_seed{cfg['seed']}.npz")
+        assert images.dtype == np.uint8 and images.shape == (n, *shape)
+        evaluation = _samples(res / "samples" / model / f"evaluation_seed{cfg['seed']}.npz")
+        assert evaluation.shape == (n_eval, *shape)
+        for path in (res / "metrics" / model).glob("*.json"):
+            record = json.loads(path.read_text())
+            assert record["metric"] == path.stem.split("_")[0] and record["model"] == model
+            assert record["config"]["experiment"] == cfg["experiment"]
+    for path in _sample_paths(cfg):
+        assert (res / path).is_file() and (res / path).with_suffix(".png").is_file(), path
+
+    table = (res / "tables" / "metrics.csv").read_text().splitlines()
+    metric_files = sum(n for rule, n in expected_jobs(cfg).items() if rule.startswith("evaluate_"))
+    assert len(table) - 1 == metric_files  # a header and one row per metric file
+
+    # the sweep: each point trained on its own subset and steps, recorded in its JSONs
+    sweep = (res / "sweep" / "data_efficiency.csv").read_text().splitlines()
+    jobs = expected_jobs(cfg)
+    sweep_metrics = sum(jobs.get(r, 0) for r in ("sweep_domain", "sweep_fid", "sweep_memorization"))
+    assert len(sweep) - 1 == sweep_metrics  # a header and one row per metric file
+    for size, model, seed in itertools.product(wf["sweep_sizes"], wf["models"], wf["sweep_seeds"]):
+        point = res / "sweep" / f"train_size~{size}" / f"model~{model}" / f"seed~{seed}"
+        final = torch.load(point / "model" / "final.pt", weights_only=True)
+        assert final["step"] == wf["sweep_steps"] and final["model"] == model
+        assert final["config"]["data"]["train_size"] == size
+        assert final["config"]["seed"] == seed
+        record = json.loads((point / "memorization.json").read_text())
+        assert record["config"]["data"]["train_size"] == size
+
+    assert json.loads((res / "spectral" / "spectral.json").read_text())
+    names = expected_figures(cfg)
+    for name in names:
+        for ext in ("png", "pdf"):
+            figure = res / "figures" / f"{name}.{ext}"
+            assert figure.is_file() and figure.stat().st_size > 0, figure
+    assert sorted(p.stem for p in (res / "figures").glob("*.png")) == sorted(names)
+
+    # every job left a log and a benchmark
+    for stage in ("prepare", "train", "sample", "evaluate", "sweep", "figures"):
+        assert list((res / "benchmarks" / stage).rglob("*.tsv")), stage
+        assert list((res / "logs" / stage).rglob("*.log")), stage
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_from_its_checkpoint(pipeline: Pipeline) -> None:
+    model_dir = pipeline.results / "models" / "ihdm"
+    log = (model_dir / "train.log").read_text()
+    half = pipeline.cfg["train"]["checkpoint_every"]
+    assert re.search(rf"resuming from checkpoint .* at step {half}\b", log), log
+    assert list((model_dir / "checkpoints").glob("*.pt"))
+    ddpm_log = (pipeline.results / "models" / "ddpm" / "train.log").read_text()
+    assert "resuming" not in ddpm_log
+
+
+@pytest.mark.slow
+def test_second_run_does_nothing(pipeline: Pipeline) -> None:
+    out = snakemake("-n", "--cores", "2", "--configfile", "config/test.yaml", cwd=pipeline.work)
+    assert "Nothing to be done" in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_changing_sample_n_reruns_sampling_but_not_training(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    work = _copy_run(pipeline, tmp_path / "run")
+    _edit_config(work, "sample", "n", pipeline.cfg["sample"]["n"] // 2)
+    out = snakemake("-n", "--cores", "2", "--configfile", "config/test.yaml", cwd=work)
+    jobs = planned_jobs(out)
+    assert "Params have changed" in out
+    # the figure samples and what is drawn or measured from them, nothing else
+    assert set(jobs) == {
+        "sample",
+        "evaluate_smoothness",
+        "evaluate_emergent",
+        "metrics_table",
+        "plot_samples",
+        "plot_trajectory",
+        "plot_interpolation",
+        "plot_emergent",
+        "all",
+    }, jobs
+    assert jobs["sample"] == expected_jobs(pipeline.cfg)["sample"]
+
+
+@pytest.mark.slow
+def test_changing_a_training_key_retrains_one_model(pipeline: Pipeline, tmp_path: Path) -> None:
+    work = _copy_run(pipeline, tmp_path / "run")
+    _edit_config(work, "heat", "sigma", 2 * pipeline.cfg["heat"]["sigma"])  # IHDM's noise
+    jobs = planned_jobs(
+        snakemake("-n", "--cores", "2", "--configfile", "config/test.yaml", cwd=work)
+    )
+    wf = pipeline.cfg["workflow"]
+    assert jobs["train"] == 1  # IHDM, not DDPM
+    assert jobs["sweep_train"] == len(wf["sweep_sizes"]) * len(wf["sweep_seeds"])
+    assert "prepare" not in jobs and "classifier" not in jobs
+
+
+@pytest.mark.slow
+def test_figures_are_redrawn_from_results_only(pipeline: Pipeline, tmp_path: Path) -> None:
+    work = _copy_run(pipeline, tmp_path / "run")
+    figures = work / "results" / pipeline.cfg["experiment"] / "figures"
+    n_figures = len(list(figures.glob("*.png")))
+    shutil.rmtree(figures)
+    out = snakemake("-n", "figures", "--cores", "2", "--configfile", "config/test.yaml", cwd=work)
+    jobs = planned_jobs(out)
+    assert jobs.pop("figures") == 1
+    assert all(rule.startswith("plot_") for rule in jobs), jobs
+    assert sum(jobs.values()) == n_figures
+
+
+@pytest.mark.slow
+def test_report_holds_figures_with_captions(pipeline: Pipeline, tmp_path: Path) -> None:
+    work = _copy_run(pipeline, tmp_path / "run")
+    snakemake("--report", "report.zip", "--configfile", "config/test.yaml", cwd=work)
+    import zipfile
+
+    with zipfile.ZipFile(work / "report.zip") as z:
+        names = z.namelist()
+        text = "\n".join(
+            z.read(n).decode("utf-8", "replace") for n in names if n.endswith((".html", ".js"))
+        )
+    assert any(n.endswith("samples_ihdm.png") for n in names)
+    assert any(n.endswith("data_efficiency.csv") for n in names)
+    assert "Made by experiment" in text and "mnist5k" in text
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("stepz", 5, "'stepz' was unexpected"), ("steps", "many", "'many' is not of type 'integer'")],
+)
+def test_bad_config_is_refused_before_any_job(
+    tmp_path: Path, key: str, value: object, message: str
+) -> None:
+    work = _copy_workflow(tmp_path)
+    _edit_config(work, "train", key, value)
+    out = snakemake("--cores", "1", "--configfile", "config/test.yaml", cwd=work, check=False)
+    assert message in out and "['train']" in out, out[-3000:]
+    assert "Building DAG of jobs" not in out and not (work / "results").exists()
+
+
+def test_config_file_replaces_the_default_config(tmp_path: Path) -> None:
+    """A --configfile is not merged over config/config.yaml: here the default config
+    turns FID on, which must not leak into the test experiment."""
+    work = _copy_workflow(tmp_path)
+    default = work / "config" / "config.yaml"
+    cfg = yaml.safe_load(default.read_text())
+    cfg.setdefault("evaluate", {})["fid"] = True
+    default.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    with_default = planned_jobs(snakemake("-n", "--cores", "1", cwd=work))
+    assert with_default["evaluate_fid"] == len(load_config(default)["workflow"]["models"])
+    jobs = planned_jobs(
+        snakemake("-n", "--cores", "1", "--configfile", "config/test.yaml", cwd=work)
+    )
+    assert jobs == expected_jobs(load_config(work / "config" / "test.yaml"))
+    assert "evaluate_fid" not in jobs
+
+
+# --------------------------------------------------------------------------- SLURM
+try:  # the cluster fixture and runner of tests/test_slurm.py (skips without a cluster)
+    from test_slurm import (
+        SlurmCluster,
+        run_snakemake_slurm,
+        slurm_cluster,
+    )  # the fixture is used by name
+except ImportError:  # pragma: no cover - the SLURM tests are not there
+    SlurmCluster = None
+
+    @pytest.fixture
+    def slurm_cluster():
+        pytest.skip("tests/test_slurm.py (the SLURM fixtures) is missing")
+
+
+def _profile_for(cluster, dest: Path) -> dict:
+    """workflow/profiles/slurm with its memory, threads and partitions cut to `cluster`
+    (everything else, e.g. retries and the per-rule partitions, as shipped)."""
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    node_mb = int(
+        subprocess.run(
+            ["sinfo", "--noheader", "--Node", "--format=%m"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=20,
+        ).stdout.split()[0]
+    )
+
+    def fit(resources: dict) -> dict:
+        out = dict(resources)
+        if "mem_mb" in out:
+            out["mem_mb"] = min(out["mem_mb"], node_mb // 4)
+        if out.get("slurm_partition") not in cluster.partitions:
+            out["slurm_partition"] = cluster.default_partition
+        return out
+
+    profile["default-resources"] = fit(profile["default-resources"])
+    profile["set-resources"] = {r: fit(v) for r, v in profile["set-resources"].items()}
+    profile["set-threads"] = {r: min(t, cluster.cpus) for r, t in profile["set-threads"].items()}
+    dest.mkdir(parents=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return profile
+
+
+@pytest.mark.slow
+def test_slurm_profile_runs_the_pipeline(
+    slurm_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config/test.yaml through workflow/profiles/slurm, cut to IHDM, three variants and
+    one sweep point to keep the number of SLURM jobs small: every rule but the local
+    ones (tables, figures) runs as its own sbatch job."""
+    work = _copy_workflow(tmp_path / "run")
+    profile = _profile_for(slurm_cluster, tmp_path / "profile")
+    monkeypatch.setenv("PATH", _env()["PATH"])  # `ihdm` inside the jobs
+    sizes = load_config(work / "config" / "test.yaml")["workflow"]["sweep_sizes"][:1]
+    for key, value in [
+        ("models", ["ihdm"]),
+        ("variants", ["random", "shared-prior", "interpolate"]),
+        ("sweep_sizes", sizes),
+        ("sweep_seeds", [0]),
+        ("photographs", False),
+    ]:
+        _edit_config(work, "workflow", key, value)
+    cfg = load_config(work / "config" / "test.yaml")
+    start = time.monotonic()
+    run = run_snakemake_slurm(
+        work,
+        "--workflow-profile",
+        str(tmp_path / "profile"),
+        "--configfile",
+        "config/test.yaml",
+        jobs=2,
+        timeout_s=PIPELINE_TIMEOUT_S,
+    )
+    print(f"config/test.yaml through SLURM: {time.monotonic() - start:.0f} s")
+    jobs = planned_jobs(run.stdout)
+    assert jobs == expected_jobs(cfg)
+
+    res = work / "results" / cfg["experiment"]
+    for path in (
+        "tables/metrics.csv",
+        "sweep/data_efficiency.csv",
+        "spectral/spectral.json",
+        *_sample_paths(cfg),
+        *(f"figures/{name}.pdf" for name in expected_figures(cfg)),
+    ):
+        assert (res / path).is_file(), path
+    logs = work / ".snakemake" / "slurm_logs"
+    local = {"metrics_table", "sweep_table", "all"}
+    for rule, n in jobs.items():
+        found = sorted((logs / f"rule_{rule}").rglob("*.log"))
+        if rule in local or rule.startswith("plot_"):
+            assert not found, f"local rule {rule} went to SLURM"
+            continue
+        assert len(found) == n, f"rule {rule}: {n} jobs, SLURM logs {found}"
+        assert all(p.stem.isdigit() for p in found)  # named by SLURM job id
+        # the partition the profile gives the rule (slurmctld keeps jobs for MinJobAge)
+        wanted = profile["set-resources"].get(rule, profile["default-resources"])
+        wanted = wanted.get("slurm_partition", profile["default-resources"]["slurm_partition"])
+        for log in found:
+            job = subprocess.run(
+                ["scontrol", "--oneliner", "show", "job", log.stem],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            ).stdout
+            if "Partition=" in job:
+                assert f" Partition={wanted} " in job, (rule, job)

@@ -1,0 +1,45 @@
+"""Sampling: sample.n images per variant for the figures, evaluate.n_samples random
+images for the metrics. `ihdm sample` writes a .png grid beside each .npz."""
+
+
+rule sample:
+    input:
+        checkpoint="results/{exp}/models/{model}/final.pt",
+        data=TRAIN_DATA,
+    output:
+        npz="results/{exp}/samples/{model}/{variant}_seed{seed}.npz",
+        grid="results/{exp}/samples/{model}/{variant}_seed{seed}.png",
+    log:
+        "results/{exp}/logs/sample/{model}_{variant}_seed{seed}.log",
+    benchmark:
+        "results/{exp}/benchmarks/sample/{model}_{variant}_seed{seed}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=120,
+    params:
+        config=CONFIG_FILE,
+        n=config["sample"]["n"],
+        variant=lambda wildcards: wildcards.variant,
+        settings=lambda wildcards: sample_settings(wildcards.variant),
+    shell:
+        "ihdm sample {params.config:q} --checkpoint {input.checkpoint:q} --n {params.n}"
+        " --seed {wildcards.seed} --variant {params.variant} --data {input.data:q}"
+        " --out {output.npz:q} > {log:q} 2>&1"
+
+
+use rule sample as sample_for_evaluation with:
+    output:
+        npz="results/{exp}/samples/{model}/evaluation_seed{seed}.npz",
+        grid="results/{exp}/samples/{model}/evaluation_seed{seed}.png",
+    log:
+        "results/{exp}/logs/sample/{model}_evaluation_seed{seed}.log",
+    benchmark:
+        "results/{exp}/benchmarks/sample/{model}_evaluation_seed{seed}.tsv"
+    params:
+        n=config["evaluate"]["n_samples"],
+        variant="random",
+        settings=sample_settings("random", "evaluate.n_samples"),

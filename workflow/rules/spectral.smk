@@ -1,0 +1,26 @@
+"""Spectral analysis: radially averaged PSD of the training images (and of the natural
+photographs when workflow.photographs), its power-law fit, and the frequencies each DDPM
+noise level and each IHDM blur level erases."""
+
+
+rule spectral:
+    input:
+        data=TRAIN_DATA,
+    output:
+        "results/{exp}/spectral/spectral.json",
+    log:
+        "results/{exp}/logs/spectral.log",
+    benchmark:
+        "results/{exp}/benchmarks/spectral.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        config=CONFIG_FILE,
+        settings=settings("heat", "ddpm", "workflow.photographs"),
+    shell:
+        "ihdm spectral {params.config:q} --data {input.data:q} --out {output:q}"
+        " > {log:q} 2>&1"

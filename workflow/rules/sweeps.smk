@@ -1,0 +1,99 @@
+"""Data efficiency: train on the first N training images (N in workflow.sweep_sizes) for
+workflow.sweep_steps steps per model and seed, sample evaluate.n_samples images, and
+score each point with the domain metric (digit data sets), FID (when evaluate.fid) and
+memorisation; gathered into results/<exp>/sweep/data_efficiency.csv. The prepared data
+is the full training split: data.train_size cuts it at training time. Every `ihdm`
+command of a point gets the point's config through `--set` (sweep_overrides), so its
+metric JSONs record train_size and seed."""
+
+
+use rule train as sweep_train with:
+    output:
+        final=f"{SWEEP_POINT}/model/final.pt",
+    log:
+        f"{SWEEP_LOGS}/train.log",
+    benchmark:
+        f"{SWEEP_BENCHMARKS}/train.tsv"
+    params:
+        overrides=sweep_overrides,
+        settings=lambda wildcards: model_settings(
+            wildcards.model, "workflow.sweep_steps"
+        ),
+
+
+use rule sample as sweep_sample with:
+    input:
+        checkpoint=f"{SWEEP_POINT}/model/final.pt",
+        data=TRAIN_DATA,
+    output:
+        npz=f"{SWEEP_POINT}/samples.npz",
+        grid=f"{SWEEP_POINT}/samples.png",
+    log:
+        f"{SWEEP_LOGS}/sample.log",
+    benchmark:
+        f"{SWEEP_BENCHMARKS}/sample.tsv"
+    params:
+        n=config["evaluate"]["n_samples"],
+        variant="random",
+        settings=sample_settings("random", "evaluate.n_samples"),
+
+
+use rule evaluate_domain as sweep_domain with:
+    input:
+        samples=f"{SWEEP_POINT}/samples.npz",
+        classifier="results/{exp}/classifier/classifier.pt",
+        test=TEST_DATA,
+    output:
+        f"{SWEEP_POINT}/domain.json",
+    log:
+        f"{SWEEP_LOGS}/domain.log",
+    benchmark:
+        f"{SWEEP_BENCHMARKS}/domain.tsv"
+    params:
+        overrides=sweep_overrides,
+
+
+use rule evaluate_fid as sweep_fid with:
+    input:
+        samples=f"{SWEEP_POINT}/samples.npz",
+        test=TEST_DATA,
+    output:
+        f"{SWEEP_POINT}/fid.json",
+    log:
+        f"{SWEEP_LOGS}/fid.log",
+    benchmark:
+        f"{SWEEP_BENCHMARKS}/fid.tsv"
+    params:
+        overrides=sweep_overrides,
+
+
+use rule evaluate_memorization as sweep_memorization with:
+    input:
+        samples=f"{SWEEP_POINT}/samples.npz",
+        data=TRAIN_DATA,
+        test=TEST_DATA,
+    output:
+        f"{SWEEP_POINT}/memorization.json",
+    log:
+        f"{SWEEP_LOGS}/memorization.log",
+    benchmark:
+        f"{SWEEP_BENCHMARKS}/memorization.tsv"
+    params:
+        overrides=sweep_overrides,
+
+
+# localrule: True is repeated: `use rule ... with:` does not inherit it (Snakemake 9.27).
+use rule metrics_table as sweep_table with:
+    input:
+        sweep_metric_files(),
+    output:
+        report(
+            "results/{exp}/sweep/data_efficiency.csv",
+            caption="../report/data_efficiency.rst",
+            category="Tables",
+        ),
+    log:
+        "results/{exp}/logs/sweep/data_efficiency.log",
+    benchmark:
+        "results/{exp}/benchmarks/sweep/data_efficiency.tsv"
+    localrule: True

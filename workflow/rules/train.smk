@@ -1,0 +1,35 @@
+"""Training IHDM and the DDPM baseline.
+
+Retry-safe: only final.pt is declared as output. `ihdm train` keeps its checkpoints in
+DIR/checkpoints/ (and its loss log in DIR/log.csv), which Snakemake neither knows nor
+deletes when a job fails; a rerun or a retry (`retries:` in the SLURM profile) resumes
+from the latest checkpoint instead of starting again.
+"""
+
+
+rule train:
+    input:
+        data=TRAIN_DATA,
+    output:
+        final="results/{exp}/models/{model}/final.pt",
+    log:
+        "results/{exp}/logs/train/{model}.log",
+    benchmark:
+        "results/{exp}/benchmarks/train/{model}.tsv"
+    conda:
+        "../../environment.yml"
+    # One torch thread per job by default: on a few cores, trainings side by side beat
+    # one training on all cores (train.threads sets more; the SLURM profile sets 8).
+    threads: config["train"]["threads"] or 1
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=720,
+    params:
+        config=CONFIG_FILE,
+        out_dir=out_dir,
+        overrides="",
+        settings=lambda wildcards: model_settings(wildcards.model),
+    shell:
+        "ihdm train {params.config:q} --model {wildcards.model} --data {input.data:q}"
+        " --out {params.out_dir:q} {params.overrides} > {log:q} 2>&1"
