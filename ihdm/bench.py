@@ -13,9 +13,14 @@ Three sections, each a list of rows in the JSON result:
   networks.
 * ``sample``: samples/s of IHDM (the config's K steps) and DDPM DDIM (``ddim_steps``).
 
-CPU always; CUDA as well when available (fp32, and bf16 autocast for training/sampling).
-CPU peak memory is the kernel's resident-set high-water mark (VmHWM, reset through
-/proc/self/clear_refs before each measurement), falling back to polling the RSS with psutil.
+CPU always (fp32, and bf16 autocast when the config sets ``train.cpu_bf16``); CUDA as well
+when available (fp32 and bf16 autocast for training and sampling). CPU peak memory is the
+kernel's resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs before
+each measurement), falling back to polling the RSS with psutil.
+
+On a machine shared with other jobs, OpenMP threads that spin while waiting can stall
+every parallel operation for a scheduler slice; ``OMP_WAIT_POLICY=PASSIVE`` (set before
+Python starts) or ``--set train.threads=1`` gives steadier numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import ctypes
+import gc
 import json
 import os
 import platform
@@ -31,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy
@@ -38,6 +46,9 @@ import scipy.fft
 import torch
 
 from .heat import HeatOperator, blur_schedule, blur_times, dissipate
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 HEAT_SIZES = (28, 32, 64, 128, 256)
 QUICK_HEAT_SIZES = (28, 32, 64)
@@ -92,28 +103,33 @@ def _sync(device: torch.device) -> None:
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int,
-                     device: torch.device) -> dict[str, list[float]]:
-    """Seconds per call of each function; the functions take turns in every round so that
-    a change in the machine's load hits them alike."""
+                     device: torch.device) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and process-CPU seconds per call of each function; the functions take turns in
+    every round so that a change in the machine's load hits them alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
         _sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             _sync(device)
             times[name].append(time.perf_counter() - t0)
-    return times
+            cpu[name].append(time.process_time() - c0)
+    return times, cpu
 
 
-def _rate(seconds: list[float], items: int) -> dict:
+def _rate(seconds: list[float], items: int, cpu: list[float] | None = None) -> dict:
     med, best = float(np.median(seconds)), float(np.min(seconds))
-    return {"images_per_s": items / med, "median_s": med, "min_s": best,
-            "best_images_per_s": items / best, "runs": len(seconds)}
+    out = {"images_per_s": items / med, "median_s": med, "min_s": best,
+           "best_images_per_s": items / best, "runs": len(seconds)}
+    if cpu:  # process CPU time (all threads): steadier than wall time on a shared machine
+        out["cpu_median_s"] = float(np.median(cpu))
+    return out
 
 
 # --------------------------------------------------------------------------- heat
@@ -181,14 +197,25 @@ def heat_benchmark(size: int, *, batch: int = 128, channels: int = 3, K: int = H
             errors[name] = max(err(out[0]), err(out[1], ref_prev))
         else:
             errors[name] = err(out)
-    timings = time_interleaved(fns, rounds, warmup, dev)
-    methods = {name: {**_rate(timings[name], batch), "max_abs_err": errors[name]} for name in fns}
+    timings, cpu = time_interleaved(fns, rounds, warmup, dev)
+    cpu = cpu if dev.type == "cpu" else {}
+    methods = {name: {**_rate(timings[name], batch, cpu.get(name)), "max_abs_err": errors[name]}
+               for name in fns}
     return {"device": dev.type, "size": size, "batch": batch, "channels": channels, "K": K,
             "blur_sigma_max": sigma_max, "route": op.route, "setup_s": setup_s,
             "methods": methods}
 
 
 # --------------------------------------------------------------------------- memory
+def _release_free_memory() -> None:
+    """Hand freed heap memory back to the OS, so that the resident set counts live memory only."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
     """Peak memory of a block: CUDA's allocator peak, or the CPU process's resident set."""
 
@@ -221,13 +248,14 @@ class PeakMemory:
         except OSError:
             return False
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> Self:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
             self.method = "torch.cuda.max_memory_allocated"
             return self
+        _release_free_memory()
         self._base = self._status("VmRSS")
         if self._base is not None and self._reset_hwm():
             self.method = "VmHWM (reset via /proc/self/clear_refs)"
@@ -359,7 +387,7 @@ def sample_benchmark(cfg: dict, *, device: str, precision: str, n: int, seed: in
     for model, (net_evals, fn) in runs.items():
         with _autocast(dev, precision):
             fn()  # warm-up
-            times = time_interleaved({model: fn}, rounds=1, warmup=0, device=dev)[model]
+            times = time_interleaved({model: fn}, rounds=1, warmup=0, device=dev)[0][model]
         sec = float(np.median(times))
         rows.append({"model": model, "device": dev.type, "precision": precision, "n": n,
                      "network_evaluations": net_evals, "samples_per_s": n / sec, "seconds": sec})
@@ -367,6 +395,13 @@ def sample_benchmark(cfg: dict, *, device: str, precision: str, n: int, seed: in
 
 
 # --------------------------------------------------------------------------- driver
+def _precisions(cfg: dict, device: str) -> list[str]:
+    """fp32 always; bf16 autocast on CUDA, and on the CPU when the config trains that way."""
+    if device == "cpu":
+        return ["fp32", "bf16"] if cfg["train"].get("cpu_bf16") else ["fp32"]
+    return ["fp32", "bf16"]
+
+
 def _devices(cfg: dict) -> list[str]:
     devices = ["cpu"]
     if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu":
@@ -424,8 +459,10 @@ def _main_bench(cfg, out, quick, sizes, sections, rounds, echo) -> dict:
                 nets[name] = pc
         rows = []
         for dev in devices:
-            for precision in (["fp32"] if dev == "cpu" else ["fp32", "bf16"]):
+            for precision in _precisions(cfg, dev):
                 for name, ncfg in nets.items():
+                    if dev == "cpu" and precision == "bf16" and name != "config":
+                        continue  # CPU bf16 (train.cpu_bf16) is measured for the config's network
                     if dev == "cpu":
                         batch = (2 if quick else 8) if name == "config" else (1 if quick else 4)
                         steps, warm = (1, 0) if quick else (3, 1)
@@ -441,7 +478,7 @@ def _main_bench(cfg, out, quick, sizes, sections, rounds, echo) -> dict:
     if "sample" in sections:
         rows = []
         for dev in devices:
-            for precision in (["fp32"] if dev == "cpu" else ["fp32", "bf16"]):
+            for precision in _precisions(cfg, dev):
                 n = 2 if quick else (8 if dev == "cpu" else 64)
                 rows += sample_benchmark(cfg, device=dev, precision=precision, n=n)
         result["sample"] = rows
@@ -480,34 +517,23 @@ def format_table(result: dict) -> str:
             lines.append(f"{row['device']:6} {row['size']:>4} {row['route']:6} " + " ".join(
                 f"{c:>22}" for c in cells))
     if "train" in result:
-        lines += ["", "training (IHDM loss + backward + Adam + EMA)",
-                  f"{'network':14} {'device':6} {'prec':5} {'params':>8} {'batch':>5} "
-                  f"{'images/s':>9} {'step s':>8} {'peak MB':>9}"]
+        header = (f"{'network':14} {'device':6} {'prec':5} {'params':>8} {'batch':>5} "
+                  f"{'images/s':>9} {'step s':>8} {'peak MB':>9}")
+        lines += ["", "training (IHDM loss + backward + Adam + EMA)", header]
         for r in result["train"]:
             lines.append(f"{r['network']:14} {r['device']:6} {r['precision']:5} "
                          f"{r['parameters'] / 1e6:>7.2f}M {r['batch']:>5} {r['images_per_s']:>9.2f} "
                          f"{r['step_s']:>8.3f} {r['peak_memory_mb']:>9.0f}")
     if "sample" in result:
-        lines += ["", "sampling", f"{'model':10} {'device':6} {'prec':5} {'n':>4} {'net evals':>9} "
-                  f"{'samples/s':>10}"]
+        header = f"{'model':10} {'device':6} {'prec':5} {'n':>4} {'net evals':>9} {'samples/s':>10}"
+        lines += ["", "sampling", header]
         for r in result["sample"]:
             lines.append(f"{r['model']:10} {r['device']:6} {r['precision']:5} {r['n']:>4} "
                          f"{r['network_evaluations']:>9} {r['samples_per_s']:>10.3f}")
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ihdm bench`` (the config and ``--set`` come from the caller)."""
-    parser.add_argument("--out", default=None, help="write the JSON here (default: print it)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and batches (seconds)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None,
-                        help=f"heat operator image sizes (default {list(HEAT_SIZES)})")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
-                        help="which parts to run (default: all)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed runs per heat method")
-
-
 def run(cfg: dict, args: argparse.Namespace) -> dict:
-    """``ihdm bench`` with the options of :func:`add_arguments`."""
+    """``ihdm bench`` with --out, --quick, --sizes, --sections and --rounds (see ihdm/cli.py)."""
     return main_bench(cfg, args.out, args.quick, sizes=args.sizes, sections=args.sections,
                       rounds=args.rounds)

@@ -320,9 +320,9 @@ def cmd_plot(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import main_bench
+    from . import bench
 
-    main_bench(_config(args), out=args.out, quick=args.quick)
+    bench.run(_config(args), args)
 
 
 # --------------------------------------------------------------------------- parser
@@ -395,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("bench", cmd_bench, "measure heat operator, training and sampling speed (JSON and a table)")
     sp.add_argument("--out", help="also write the JSON here")
     sp.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    sp.add_argument("--sizes", type=int, nargs="+", help="heat operator image sizes (default 28 32 64 128 256)")
+    sp.add_argument("--sections", nargs="+", choices=["heat", "train", "sample"],
+                    help="which parts to run (default: all)")
+    sp.add_argument("--rounds", type=int, help="timed runs per heat method")
 
     sp = sub.add_parser("plot", help="draw a figure from results files (PNG and PDF)")
     sp.add_argument("figure", choices=FIGURES)

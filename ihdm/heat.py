@@ -10,7 +10,9 @@ column part, F(t) is separable:
 with D_L the L×L orthonormal DCT-II matrix. Each A_L(t) is a small dense symmetric
 matrix, so a blur at a fixed level is two matrix products, and a batch whose images sit at
 different levels is two *batched* matrix products over gathered per-level operators
-(:class:`HeatOperator`). All operators are built in float64 and cast once.
+(:class:`HeatOperator`). On the CPU, larger images take a faster exact route for the
+strongly blurred levels: only the few cosine modes whose decay is above round-off are
+kept, with DCT rows shared across images. All operators are built in float64 and cast once.
 
 Blur level k is given by an effective Gaussian length scale σ_B,k with t_k = σ_B,k² / 2;
 σ_B,k is log-spaced from σ_B,min to σ_B,max over k = 1..K and σ_B,0 = 0 (the data).
@@ -18,7 +20,6 @@ Blur level k is given by an effective Gaussian length scale σ_B,k with t_k = σ
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import numpy as np
@@ -26,13 +27,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "HeatOperator",
     "blur_schedule",
     "blur_times",
     "dct_matrix",
-    "eigenvalues",
     "dissipate",
+    "eigenvalues",
     "heat_matrix",
-    "HeatOperator",
 ]
 
 
@@ -118,8 +119,9 @@ def dissipate(u: Tensor, t) -> Tensor:
         decay = torch.exp(-lam * t)
     else:
         decay = torch.exp(-t.view(-1, *([1] * (u.ndim - 1))) * lam)
-    coeffs = DH @ u @ DW.T
-    return DH.T @ (coeffs * decay.to(dtype=dtype, device=device)) @ DW
+    mean = u.mean(dim=(-2, -1), keepdim=True)  # kept by F(t); centring halves the round-off
+    coeffs = DH @ (u - mean) @ DW.T
+    return DH.T @ (coeffs * decay.to(dtype=dtype, device=device)) @ DW + mean
 
 
 ROUTES = ("auto", "dense", "split")
@@ -131,22 +133,13 @@ CENTRE_ABOVE_PIXELS = 32 * 32
 #: of the cosine modes along each axis
 TRUNCATE_BELOW = 0.55
 #: the split route works through the batch in chunks of about this many bytes
-SPLIT_CHUNK_BYTES = int(os.environ.get("IHDM_SPLIT_CHUNK", 8 * 2**20))
+SPLIT_CHUNK_BYTES = 6 * 2**20
 
 
 def _kept_modes(lam: np.ndarray, times: np.ndarray, eps: float) -> np.ndarray:
-    """Per level, how many of the modes with eigenvalues ``lam`` (ascending) decay to no less than eps."""
+    """Per level, how many of the modes with eigenvalues ``lam`` (ascending) keep a decay of at least eps."""
     decay = np.exp(-np.multiply.outer(times, lam))
     return np.maximum((decay >= eps).sum(axis=1), 1)
-
-
-def _parity_dct(L: int) -> tuple[np.ndarray, np.ndarray]:
-    """DCT rows split by symmetry, acting on the butterfly s = x₁ + J x₂, d = x₁ − J x₂
-    (x₁, x₂ the halves of an even-length x, J the reversal): the even modes 0, 2, … of x are
-    ``De @ s`` and the odd modes 1, 3, … are ``Do @ d``; each is (L/2, L/2), orthogonal/√2."""
-    h = L // 2
-    D = _dct_matrix_np(L)
-    return D[0::2, :h], D[1::2, :h]  # even rows are symmetric, odd rows antisymmetric
 
 
 class HeatOperator:
@@ -159,16 +152,16 @@ class HeatOperator:
 
     * ``dense`` (up to 64×64 pixels on the CPU, every size elsewhere): gather the separable
       factors A_H[k], A_W[k] per image and apply them with two batched matrix products.
-    * ``split`` (CPU, larger even-sized images): F(t) commutes with reflecting the image,
-      so after a butterfly (sums and differences of mirrored rows and columns) it falls
-      apart into four independent quarter-size problems, one per parity of the cosine modes
-      along each axis, and every product costs half. Within them, levels that still hold
-      most modes use gathered dense factors; the others are applied in a truncated cosine
-      basis whose rows are shared by a bucket of images, as a few large matrix products.
+    * ``split`` (CPU, larger images): levels that still hold most of their cosine modes
+      take the dense route; the others are applied in a truncated cosine basis,
+      F(t_k) = D_mᵀ diag(e_k) D_m with m modes per axis, where the DCT rows D_m are shared
+      by all images of a bucket of m, so the transforms are a few large matrix products.
       A mode is dropped only when its decay is below eps/(4·sqrt(H·W)) (eps of the dtype),
       which bounds the truncation error by eps/4 · max|u|.
 
-    ``A_H`` and ``A_W`` (K+1, L, L) are built on first access.
+    Above 32×32 pixels both routes blur u − mean(u) and add the mean back (F(t) keeps
+    constants), which halves float32 round-off. ``A_H`` and ``A_W`` (K+1, L, L) are built
+    on first access.
     """
 
     def __init__(self, times, H: int, W: int, dtype=torch.float32, device=None, route: str = "auto"):
@@ -181,67 +174,46 @@ class HeatOperator:
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self._route_arg = route
-        even = H % 2 == 0 and W % 2 == 0
         if route == "auto":
-            route = "split" if self.device.type == "cpu" and H * W > DENSE_MAX_PIXELS and even else "dense"
-        if route == "split" and not even:
-            raise ValueError(f"the split heat route needs even image sizes, got {H}×{W}")
+            route = "split" if self.device.type == "cpu" and H * W > DENSE_MAX_PIXELS else "dense"
         self.route = route
         self._full: dict[str, Tensor] = {}
+        K1 = len(self.times)
         if route == "dense":
-            levels = np.arange(len(self.times))
-            self._AH = heat_matrix(H, self.times, dtype, self.device)  # (K+1, H, H)
-            # symmetric; a square image uses the same factor (and one gather) for both axes
-            self._AW = self._AH if H == W else heat_matrix(W, self.times, dtype, self.device)
-            self._row_t = torch.arange(len(levels), device=self.device)
-            return
-        self._init_split()
-
-    def _init_split(self) -> None:
-        H, W, times, dtype, dev = self.H, self.W, self.times, self.dtype, self.device
-        h, w = H // 2, W // 2
-        eps = float(torch.finfo(dtype).eps) / (4.0 * np.sqrt(H * W))
-        # per axis: parity DCT rows (2, h, h) and decays (2, K+1, h); even modes decay slowest
-        axes = {}
-        for name, L in (("H", H), ("W", W)):
-            De, Do = _parity_dct(L)
-            lam = eigenvalues(L)
-            decay = np.stack([np.exp(-np.multiply.outer(times, lam[0::2])),
-                              np.exp(-np.multiply.outer(times, lam[1::2]))])
-            modes = _kept_modes(lam[0::2], times, eps)
-            q = max(2, (L // 2) // 8)  # bucket width: few buckets, little waste
-            axes[name] = (np.stack([De, Do]), decay, np.minimum(-(-modes // q) * q, L // 2))
-        (DH, eH, mH), (DW, eW, mW) = axes["H"], axes["W"]
-        self.modes_H, self.modes_W = mH, mW
-        dense = (mH >= TRUNCATE_BELOW * h) | (mW >= TRUNCATE_BELOW * w)
-        self._bucket = np.where(dense, -1, mH * (w + 1) + mW)
-        self.dense_levels = int(dense.sum())
-        # dense parity factors Dᵀ diag(e) D (the butterfly's scale is in D) for the dense
-        # levels and the level after each (blur_pair takes its route from level k-1)
-        stored = dense.copy()
-        stored[1:] |= dense[:-1]
+            stored = np.ones(K1, dtype=bool)
+            self.dense_levels = K1
+        else:
+            eps = float(torch.finfo(dtype).eps) / (4.0 * np.sqrt(H * W))
+            qH, qW = max(4, H // 16), max(4, W // 16)  # bucket widths: few buckets, little waste
+            mH = np.minimum(-(-_kept_modes(eigenvalues(H), self.times, eps) // qH) * qH, H)
+            mW = np.minimum(-(-_kept_modes(eigenvalues(W), self.times, eps) // qW) * qW, W)
+            dense = (mH >= TRUNCATE_BELOW * H) | (mW >= TRUNCATE_BELOW * W)
+            self._bucket = np.where(dense, -1, mH * (W + 1) + mW)
+            self.dense_levels = int(dense.sum())
+            # dense factors for the dense levels and the level after each of them (blur_pair
+            # takes its route from level k-1 and needs level k too)
+            stored = dense.copy()
+            stored[1:] |= dense[:-1]
+            self._DH = dct_matrix(H, dtype, self.device)
+            self._DW = dct_matrix(W, dtype, self.device)
+            self._eH = torch.as_tensor(np.exp(-np.multiply.outer(self.times, eigenvalues(H))),
+                                       dtype=dtype, device=self.device)
+            self._eW = torch.as_tensor(np.exp(-np.multiply.outer(self.times, eigenvalues(W))),
+                                       dtype=dtype, device=self.device)
         levels = np.flatnonzero(stored)
-        row = np.full(len(times), -1)
+        row = np.full(K1, -1)
         row[levels] = np.arange(len(levels))
-        self._row_t = torch.as_tensor(row, device=dev)
-
-        def factors(D, e):  # (2, n, L/2, L/2)
-            return torch.as_tensor(np.matmul(np.swapaxes(D, 1, 2)[:, None] * e[:, levels, None, :],
-                                                   D[:, None]), dtype=dtype, device=dev)
-
-        self._pAH = factors(DH, eH)
-        self._pAW = self._pAH if H == W else factors(DW, eW)
-        self._pDH = torch.as_tensor(DH, dtype=dtype, device=dev)
-        self._pDW = torch.as_tensor(DW, dtype=dtype, device=dev)
-        self._peH = torch.as_tensor(eH, dtype=dtype, device=dev)
-        self._peW = torch.as_tensor(eW, dtype=dtype, device=dev)
+        self._row_t = torch.as_tensor(row, device=self.device)
+        self._AH = heat_matrix(H, self.times[levels], dtype, self.device)  # (n_stored, H, H)
+        # symmetric; a square image uses the same factor (and one gather) for both axes
+        self._AW = self._AH if H == W else heat_matrix(W, self.times[levels], dtype, self.device)
 
     @classmethod
     def from_schedule(cls, K, blur_sigma_min, blur_sigma_max, H, W, dtype=torch.float32, device=None,
                       route: str = "auto"):
         return cls(blur_times(blur_schedule(K, blur_sigma_min, blur_sigma_max)), H, W, dtype, device, route)
 
-    def to(self, device=None, dtype=None) -> "HeatOperator":
+    def to(self, device=None, dtype=None) -> HeatOperator:
         return HeatOperator(self.times, self.H, self.W, dtype or self.dtype,
                             device if device is not None else self.device, route=self._route_arg)
 
@@ -272,7 +244,9 @@ class HeatOperator:
         if k.ndim == 0:
             k = k.expand(u.shape[0])
         if k.shape != (u.shape[0],):
-            raise ValueError(f"need one blur level per image: {u.shape[0]} images, k of shape {tuple(k.shape)}")
+            raise ValueError(
+                f"need one blur level per image: {u.shape[0]} images, k of shape {tuple(k.shape)}"
+            )
         if int(k.min()) < 0 or int(k.max()) > self.K:
             raise ValueError(f"blur level must lie in 0..{self.K}, got {int(k.min())}..{int(k.max())}")
         return k
@@ -282,8 +256,10 @@ class HeatOperator:
         """F(t_k) u for u of shape (B, C, H, W) and k a level per image (or one level)."""
         k = self._check(u, k)
         with torch.autocast(self.device.type, enabled=False):
+            if self.route == "split":
+                return self._split(u.to(device=self.device, dtype=self.dtype), k, pair=False)[0]
             u, mean = self._centred(u)
-            out = self._dense_blur(u, k) if self.route == "dense" else self._split(u, k, pair=False)[0]
+            out = self._dense_blur(u, k)
             return out if mean is None else out.add_(mean)
 
     def blur_pair(self, u: Tensor, k) -> tuple[Tensor, Tensor]:
@@ -292,8 +268,10 @@ class HeatOperator:
         if int(k.min()) < 1:
             raise ValueError("blur_pair needs levels k >= 1")
         with torch.autocast(self.device.type, enabled=False):
+            if self.route == "split":
+                return self._split(u.to(device=self.device, dtype=self.dtype), k, pair=True)
             u, mean = self._centred(u)
-            outs = self._dense_pair(u, k) if self.route == "dense" else self._split(u, k, pair=True)
+            outs = self._dense_pair(u, k)
             return outs if mean is None else (outs[0].add_(mean), outs[1].add_(mean))
 
     def _centred(self, u: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -308,106 +286,85 @@ class HeatOperator:
     # ----------------------------------------------------------------- dense route
     def _factors(self, k: Tensor) -> tuple[Tensor, Tensor]:
         rows = self._row_t[k]
-        AH = self._AH[rows]  # (B, H, H)
-        return AH, (AH if self._AW is self._AH else self._AW[rows])
+        AH = self._AH.index_select(0, rows)  # (B, H, H)
+        return AH, (AH if self._AW is self._AH else self._AW.index_select(0, rows))
 
-    def _dense_blur(self, u: Tensor, k: Tensor) -> Tensor:
+    def _dense_blur(self, u: Tensor, k: Tensor, out: Tensor | None = None) -> Tensor:
+        """A_H[k]·u·A_W[k]; ``out`` (contiguous) receives the result if given."""
         AH, AW = self._factors(k)
         B, C, H, W = u.shape
         y = torch.bmm(u.reshape(B, C * H, W), AW).view(B, C, H, W)  # u·A_W (A_W symmetric)
-        return torch.matmul(AH.unsqueeze(1), y)  # A_H·(u·A_W)
+        return torch.matmul(AH.unsqueeze(1), y, out=out)  # A_H·(u·A_W)
 
-    def _dense_pair(self, u: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    def _dense_pair(self, u: Tensor, k: Tensor, outs: tuple[Tensor, Tensor] | None = None
+                    ) -> tuple[Tensor, Tensor]:
         (AH, AW), (AH_prev, AW_prev) = self._factors(k), self._factors(k - 1)
         B, C, H, W = u.shape
-        # one product u·[A_W(t_k) | A_W(t_k-1)] for both levels, then A_H per level and channel
+        # one product u·[A_W(t_k) | A_W(t_k-1)] for both levels, then A_H of each level
         y = torch.bmm(u.reshape(B, C * H, W), torch.cat([AW, AW_prev], dim=2)).view(B, C, H, 2, W)
-        return tuple(torch.stack([torch.bmm(A, y[:, c, :, p]) for c in range(C)], 1)
+        outs = outs or (None, None)
+        return tuple(torch.matmul(A.unsqueeze(1), y[..., p, :], out=outs[p])
                      for p, A in enumerate((AH, AH_prev)))
 
     # ----------------------------------------------------------------- split route
-    @staticmethod
-    def _butterfly(u: Tensor) -> Tensor:
-        """(B, C, H, W) -> (2, 2, B, C, H/2, W/2): [a, b] holds row parity a, column parity b."""
-        B, C, H, W = u.shape
-        h, w = H // 2, W // 2
-        top, bottom = u[:, :, :h], u[:, :, h:].flip(2)
-        rows = u.new_empty((2, B, C, h, W))
-        torch.add(top, bottom, out=rows[0])
-        torch.sub(top, bottom, out=rows[1])
-        left, right = rows[..., :w], rows[..., w:].flip(-1)
-        x = u.new_empty((2, 2, B, C, h, w))
-        torch.add(left, right, out=x[:, 0])
-        torch.sub(left, right, out=x[:, 1])
-        return x
-
-    @staticmethod
-    def _unbutterfly(z: Tensor) -> Tensor:
-        """Inverse of :meth:`_butterfly` up to its scale (which the parity factors absorb)."""
-        _, _, B, C, h, w = z.shape
-        rows = z.new_empty((2, B, C, h, 2 * w))
-        torch.add(z[:, 0], z[:, 1], out=rows[..., :w])
-        rows[..., w:] = (z[:, 0] - z[:, 1]).flip(-1)
-        out = z.new_empty((B, C, 2 * h, 2 * w))
-        torch.add(rows[0], rows[1], out=out[:, :, :h])
-        out[:, :, h:] = (rows[0] - rows[1]).flip(2)
-        return out
-
     def _split(self, u: Tensor, k: Tensor, pair: bool) -> tuple[Tensor, ...]:
+        """The batch in chunks of a few MB (their temporaries stay in the cache)."""
         B, C, H, W = u.shape
-        # chunks of a few MB keep the butterflies' memory passes in the cache
+        outs = tuple(torch.empty_like(u, memory_format=torch.contiguous_format)
+                     for _ in range(2 if pair else 1))
         n = max(1, SPLIT_CHUNK_BYTES // (C * H * W * u.element_size()))
-        if B > n:
-            parts = [self._split_chunk(u[i:i + n], k[i:i + n], pair) for i in range(0, B, n)]
-            return tuple(torch.cat(p) for p in zip(*parts))
-        return self._split_chunk(u, k, pair)
+        for i in range(0, B, n):
+            self._split_chunk(u[i:i + n], k[i:i + n], tuple(o[i:i + n] for o in outs))
+        return outs
 
-    def _split_chunk(self, u: Tensor, k: Tensor, pair: bool) -> tuple[Tensor, ...]:
-        B, C, H, W = u.shape
-        x = self._butterfly(u)
+    def _split_chunk(self, u: Tensor, k: Tensor, outs: tuple[Tensor, ...]) -> None:
+        """Images sorted by bucket, each bucket a contiguous slice written in place; the
+        input is centred (F(t) keeps the mean) to halve float32 round-off."""
+        pair = len(outs) == 2
+        W = u.shape[3]
+        mean = u.mean(dim=(2, 3), keepdim=True)
         k_np = k.cpu().numpy()
         key = self._bucket[k_np - 1 if pair else k_np]  # the less blurred level sets the modes
-        z = None
-        for b in np.unique(key):
-            members = np.flatnonzero(key == b)
-            whole = len(members) == B
-            idx = torch.as_tensor(members, device=u.device)
-            xg = x if whole else x.index_select(2, idx)
-            kk = k if whole else k[idx]
-            levels = [kk, kk - 1] if pair else [kk]
+        buckets, counts = np.unique(key, return_counts=True)
+        order = np.argsort(key, kind="stable")
+        sort = len(buckets) > 1
+        if sort:
+            perm = torch.as_tensor(order, device=u.device)
+            x, k, mean = u.index_select(0, perm), k[perm], mean.index_select(0, perm)
+            x.sub_(mean)
+            results = tuple(torch.empty_like(x) for _ in outs)
+        else:
+            x, results = u - mean, outs
+        start = 0
+        for b, n in zip(buckets.tolist(), counts.tolist()):
+            sl = slice(start, start + n)
+            target = tuple(r[sl] for r in results)
             if b < 0:
-                r = self._parity_dense(xg, levels)
+                if pair:
+                    self._dense_pair(x[sl], k[sl], target)
+                else:
+                    self._dense_blur(x[sl], k[sl], target[0])
             else:
-                r = self._parity_truncated(xg, levels, *divmod(int(b), W // 2 + 1))
-            if whole:
-                z = r
-            else:
-                if z is None:
-                    z = u.new_empty((len(levels), 2, 2, B, C, H // 2, W // 2))
-                z.index_copy_(3, idx, r)
-        return tuple(self._unbutterfly(zp) for zp in z)
+                levels = [k[sl], k[sl] - 1] if pair else [k[sl]]
+                self._truncated(x[sl], levels, *divmod(b, W + 1), outs=target)
+            start += n
+        for r, out in zip(results, outs):
+            r.add_(mean)
+            if sort:
+                torch.index_select(r, 0, torch.as_tensor(np.argsort(order), device=u.device), out=out)
 
-    def _parity_dense(self, x: Tensor, levels: list[Tensor]) -> Tensor:
-        """Gathered dense parity factors: (2, 2, n, C, h, w) -> (P, 2, 2, n, C, h, w)."""
-        _, _, n, C, h, w = x.shape
+    def _truncated(self, x: Tensor, levels: list[Tensor], mH: int, mW: int,
+                   outs: tuple[Tensor, ...]) -> None:
+        """D_mᵀ (e_k ⊙ D_m x D_mᵀ) D_m for each of ``levels`` into ``outs`` (n, C, H, W),
+        keeping mH × mW modes."""
+        n, C, H, W = x.shape
         P = len(levels)
-        rows = [self._row_t[lv] for lv in levels]
-        AW = torch.cat([self._pAW[:, r] for r in rows], dim=-1)  # (2_b, n, w, P·w)
-        y = torch.matmul(x.reshape(2, 2, n, C * h, w), AW.unsqueeze(0)).view(2, 2, n, C, h, P, w)
-        return torch.stack([torch.matmul(self._pAH[:, r][:, None, :, None], y[..., p, :])
-                            for p, r in enumerate(rows)])
-
-    def _parity_truncated(self, x: Tensor, levels: list[Tensor], mH: int, mW: int) -> Tensor:
-        """Truncated cosine basis, rows shared by the bucket: (2, 2, n, C, h, w) -> (P, 2, 2, n, C, h, w)."""
-        _, _, n, C, h, w = x.shape
-        P = len(levels)
-        DH, DW = self._pDH[:, :mH], self._pDW[:, :mW]  # (2, mH, h), (2, mW, w)
-        y = torch.matmul(x.reshape(2, 2, n * C * h, w), DW.transpose(1, 2).unsqueeze(0))
-        y = y.view(2, 2, n * C, h, mW).transpose(-1, -2).reshape(2, 2 * n * C * mW, h)
-        c = torch.bmm(y, DH.transpose(1, 2)).view(2, 2, n, C, mW, mH)  # coefficients, transposed
-        eH = torch.stack([self._peH[:, lv, :mH] for lv in levels])  # (P, 2_a, n, mH)
-        eW = torch.stack([self._peW[:, lv, :mW] for lv in levels])  # (P, 2_b, n, mW)
-        c = c * (eH[:, :, None, :, None, None, :] * eW[:, None, :, :, None, :, None])
-        y = torch.matmul(c.view(P, 2, 2 * n * C * mW, mH), DH.unsqueeze(0))  # (P, 2_a, ·, h)
-        y = y.view(P, 2, 2, n * C, mW, h).transpose(-1, -2).reshape(P, 2, 2, n * C * h, mW)
-        return torch.matmul(y, DW[None, None]).view(P, 2, 2, n, C, h, w)
+        DH, DW = self._DH[:mH], self._DW[:mW]
+        y = (x.reshape(n * C * H, W) @ DW.T).view(n * C, H, mW)
+        c = (y.transpose(1, 2).reshape(n * C * mW, H) @ DH.T).view(n, C, mW, mH)  # coefficientsᵀ
+        decay = torch.stack([self._eW[lv, :mW][:, :, None] * self._eH[lv, :mH][:, None, :]
+                             for lv in levels])  # (P, n, mW, mH)
+        c = c.unsqueeze(0) * decay.unsqueeze(2)  # (P, n, C, mW, mH)
+        y = (c.view(P * n * C * mW, mH) @ DH).view(P, n * C, mW, H).transpose(2, 3)
+        for p, out in enumerate(outs):
+            torch.mm(y[p].reshape(n * C * H, mW), DW, out=out.view(n * C * H, W))
