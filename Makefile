@@ -6,6 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # the workflow's rules call `ihdm` and `snakemake` from the environment's bin folder
 export PATH := $(abspath $(BIN)):$(PATH)
+# idle OpenMP threads sleep instead of spinning: spinning stalled 2-thread jobs up to 10×
+# on a busy 2-core machine (ihdm bench)
+export OMP_WAIT_POLICY ?= PASSIVE
 CORES  ?= all
 # torch/torchvision versions this project is tested with (override for another platform)
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
