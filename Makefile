@@ -28,6 +28,7 @@ install: $(VENV)/.installed
 
 run: install
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	$(BIN)/snakemake --cores 1 --workflow-profile workflow/profiles/default --report results/default/report.html
 
 dry-run: install
 	$(BIN)/snakemake -n --cores $(CORES) --workflow-profile workflow/profiles/default
