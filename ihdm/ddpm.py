@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ihdm.metrics.nll import bits_per_dim, discretized_gaussian_log_likelihood, gaussian_kl
+from ihdm.noise import slerp
 
 VARIANTS = ("random", "interpolate")
 IHDM_ONLY_VARIANTS = ("shared-prior", "shared-noise")
@@ -43,19 +44,6 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
     f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
     alpha_bar = f / f[0]
     return torch.clamp(1 - alpha_bar[1:] / alpha_bar[:-1], max=max_beta)
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between two noise tensors ``a``, ``b`` at weights ``w`` (F,) -> (F, *a.shape)."""
-    af, bf = a.reshape(-1).double(), b.reshape(-1).double()
-    cos = torch.clamp(torch.dot(af, bf) / (af.norm() * bf.norm()), -1.0, 1.0)
-    theta = torch.arccos(cos)
-    w = w.double().reshape(-1, 1)
-    if float(theta) < 1e-6:  # parallel: plain linear interpolation
-        out = (1 - w) * af + w * bf
-    else:
-        out = (torch.sin((1 - w) * theta) * af + torch.sin(w * theta) * bf) / torch.sin(theta)
-    return out.reshape(-1, *a.shape).to(a.dtype)
 
 
 def _net_device(net: nn.Module) -> torch.device:
@@ -300,7 +288,9 @@ class DDPM:
         gen = torch.Generator().manual_seed(int(seed))
         if variant == "interpolate":
             ends = torch.randn((2, *shape), generator=gen)
-            x_T_all: torch.Tensor | None = slerp(ends[0], ends[1], torch.linspace(0, 1, n))
+            x_T_all: torch.Tensor | None = torch.cat(
+                [slerp(ends[:1], ends[1:], float(w)) for w in torch.linspace(0, 1, n)]
+            )
         else:
             x_T_all = None
 

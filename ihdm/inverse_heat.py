@@ -25,21 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from .heat import HeatOperator, blur_schedule, blur_times
+from .noise import slerp
 
 VARIANTS = ("random", "shared-prior", "shared-noise", "interpolate")
-
-
-def slerp(a: Tensor, b: Tensor, w: float) -> Tensor:
-    """Spherical interpolation between two noise tensors (per leading item)."""
-    a_flat, b_flat = a.flatten(1), b.flatten(1)
-    cos = (a_flat * b_flat).sum(1) / (a_flat.norm(dim=1) * b_flat.norm(dim=1)).clamp_min(1e-12)
-    omega = torch.arccos(cos.clamp(-1.0, 1.0))
-    so = torch.sin(omega)
-    small = so.abs() < 1e-6
-    wa = torch.where(small, torch.full_like(so, 1 - w), torch.sin((1 - w) * omega) / so.where(~small, 1))
-    wb = torch.where(small, torch.full_like(so, w), torch.sin(w * omega) / so.where(~small, 1))
-    shape = (-1,) + (1,) * (a.ndim - 1)
-    return wa.view(shape) * a + wb.view(shape) * b
 
 
 @dataclass

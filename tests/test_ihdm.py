@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from ihdm.inverse_heat import IHDM, slerp
+from ihdm.inverse_heat import IHDM
+from ihdm.noise import slerp
 from ihdm.unet import build_unet
 
 from conftest import tiny_config

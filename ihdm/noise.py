@@ -1,0 +1,22 @@
+"""Spherical interpolation of Gaussian noise, shared by the IHDM and DDPM samplers."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def slerp(a: Tensor, b: Tensor, w: float) -> Tensor:
+    """Spherical interpolation between noise tensors ``a`` and ``b`` at weight ``w``,
+    one great circle per leading item (computed in float64, returned in a's dtype).
+    Nearly parallel pairs fall back to linear interpolation."""
+    a64, b64 = a.double(), b.double()
+    a_flat, b_flat = a64.flatten(1), b64.flatten(1)
+    cos = (a_flat * b_flat).sum(1) / (a_flat.norm(dim=1) * b_flat.norm(dim=1)).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    so = torch.sin(omega)
+    small = so.abs() < 1e-6
+    wa = torch.where(small, torch.full_like(so, 1 - w), torch.sin((1 - w) * omega) / so.where(~small, 1))
+    wb = torch.where(small, torch.full_like(so, w), torch.sin(w * omega) / so.where(~small, 1))
+    shape = (-1,) + (1,) * (a.ndim - 1)
+    return (wa.view(shape) * a64 + wb.view(shape) * b64).to(a.dtype)
