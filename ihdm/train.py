@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
+from .config import validate
 from .data import load_images
 from .unet import build_unet
 
@@ -291,7 +292,8 @@ def _train(cfg, model, data_path, out, progress) -> Path:
 def load_model(path: str | Path, device=None, use_ema: bool = True):
     """Load a checkpoint or final.pt: returns (net in eval mode, config, model name, state)."""
     state = ckpt_io.load_checkpoint(path)
-    cfg = state["config"]
+    # keys added to the schema after the checkpoint was written take their defaults
+    cfg = validate(state["config"], source=f"config stored in '{path}'")
     net = build_unet(cfg)
     net.load_state_dict(state["ema"] if use_ema else state["net"])
     net = net.to(device or "cpu").eval()
