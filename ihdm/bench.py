@@ -419,10 +419,21 @@ def main_bench(cfg: dict, out: str | Path | None = None, quick: bool = False, *,
     if unknown:
         raise BenchError(f"unknown bench section(s) {unknown}; choose from {list(SECTIONS)}")
     threads = torch.get_num_threads()
+    try:
+        return _main_bench(cfg, out, quick, sizes, sections, rounds, echo)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _model_threads(cfg: dict):
+    """Training and sampling run with the config's ``train.threads`` (as ``ihdm train``
+    does); the heat section keeps every core, as scipy's ``workers=-1`` does."""
+    threads = torch.get_num_threads()
     if cfg["train"].get("threads"):
         torch.set_num_threads(cfg["train"]["threads"])
     try:
-        return _main_bench(cfg, out, quick, sizes, sections, rounds, echo)
+        yield torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)
 
@@ -449,6 +460,28 @@ def _main_bench(cfg, out, quick, sizes, sections, rounds, echo) -> dict:
                     print(f"  heat {dev} {size}px done", file=sys.stderr, flush=True)
         result["heat"] = rows
 
+    result["threads"] = {"heat": torch.get_num_threads()}
+    with _model_threads(cfg) as model_threads:
+        result["threads"]["train"] = result["threads"]["sample"] = model_threads
+        _model_sections(cfg, result, quick, sections, devices, echo)
+
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        from .io import atomic_write_text
+
+        atomic_write_text(out, text + "\n")
+    if echo:
+        table = format_table(result)
+        if out is None:
+            print(text)
+            print(table, file=sys.stderr)
+        else:
+            print(table)
+    return result
+
+
+def _model_sections(cfg, result, quick, sections, devices, echo) -> None:
+    """The train and sample sections, added to ``result``."""
     if "train" in sections:
         nets = {"config": cfg}
         for name in PAPER_CONFIGS:
@@ -483,26 +516,13 @@ def _main_bench(cfg, out, quick, sizes, sections, rounds, echo) -> dict:
                 rows += sample_benchmark(cfg, device=dev, precision=precision, n=n)
         result["sample"] = rows
 
-    text = json.dumps(result, indent=2)
-    if out is not None:
-        from .io import atomic_write_text
-
-        atomic_write_text(out, text + "\n")
-    if echo:
-        table = format_table(result)
-        if out is None:
-            print(text)
-            print(table, file=sys.stderr)
-        else:
-            print(table)
-    return result
-
 
 def format_table(result: dict) -> str:
     """A readable summary of a benchmark result."""
     m = result["machine"]
     lines = [f"machine: {m['cpu_model']} ({m['cpu_count']} CPUs, torch {m['torch']}, "
-             f"{m['torch_threads']} threads)" + (f", {m['cuda_device']}" if m.get("cuda") else "")]
+             + ", ".join(f"{v} {k} threads" for k, v in result.get("threads", {}).items())
+             + ")" + (f", {m['cuda_device']}" if m.get("cuda") else "")]
     if "heat" in result:
         names = []
         for row in result["heat"]:

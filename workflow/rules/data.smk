@@ -10,7 +10,7 @@ rule prepare:
     benchmark:
         f"{RESULTS}/benchmarks/prepare/{{split}}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         mem_mb=4000,

@@ -13,7 +13,7 @@ rule classifier:
     benchmark:
         "results/{exp}/benchmarks/classifier.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         gpu=GPU,
@@ -39,7 +39,7 @@ rule evaluate_domain:
     benchmark:
         "results/{exp}/benchmarks/evaluate/{model}_domain.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         gpu=GPU,
@@ -65,7 +65,7 @@ rule evaluate_fid:
     benchmark:
         "results/{exp}/benchmarks/evaluate/{model}_fid.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         gpu=GPU,
@@ -92,7 +92,7 @@ rule evaluate_nll:
     benchmark:
         "results/{exp}/benchmarks/evaluate/{model}_nll.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         gpu=GPU,
@@ -118,7 +118,7 @@ rule evaluate_memorization:
     benchmark:
         "results/{exp}/benchmarks/evaluate/{model}_memorization.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         mem_mb=8000,
@@ -142,7 +142,7 @@ rule evaluate_smoothness:
     benchmark:
         "results/{exp}/benchmarks/evaluate/{model}_smoothness.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -164,7 +164,7 @@ rule evaluate_emergent:
     benchmark:
         "results/{exp}/benchmarks/evaluate/{model}_emergent_{variant}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -191,7 +191,7 @@ rule metrics_table:
         "results/{exp}/benchmarks/metrics_table.tsv"
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         mem_mb=1000,

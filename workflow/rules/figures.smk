@@ -29,7 +29,7 @@ rule plot_samples:
         "results/{exp}/benchmarks/figures/samples_{model}.tsv"
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         mem_mb=2000,

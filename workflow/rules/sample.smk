@@ -14,7 +14,7 @@ rule sample:
     benchmark:
         "results/{exp}/benchmarks/sample/{model}_{variant}_seed{seed}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         gpu=GPU,

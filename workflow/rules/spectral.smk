@@ -13,7 +13,7 @@ rule spectral:
     benchmark:
         "results/{exp}/benchmarks/spectral.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     threads: 1
     resources:
         mem_mb=4000,

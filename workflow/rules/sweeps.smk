@@ -14,6 +14,7 @@ use rule train as sweep_train with:
         f"{SWEEP_LOGS}/train.log",
     benchmark:
         f"{SWEEP_BENCHMARKS}/train.tsv"
+    priority: 0
     params:
         overrides=sweep_overrides,
         settings=lambda wildcards: model_settings(

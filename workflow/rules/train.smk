@@ -16,8 +16,10 @@ rule train:
         "results/{exp}/logs/train/{model}.log",
     benchmark:
         "results/{exp}/benchmarks/train/{model}.tsv"
+    # the main trainings are the longest jobs: start them first (sweep points get 0)
+    priority: 10
     conda:
-        "../../environment.yml"
+        "../envs/ihdm.yaml"
     # One torch thread per job by default: on a few cores, trainings side by side beat
     # one training on all cores (train.threads sets more; the SLURM profile sets 8).
     threads: config["train"]["threads"] or 1
