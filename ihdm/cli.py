@@ -428,11 +428,16 @@ def main(argv: list[str] | None = None) -> int:
         user_errors += (DataError,)
     except ImportError:
         pass
+    from .train import TrainingInterrupted
+
     try:
         args.func(args)
     except user_errors as exc:
         print(f"ihdm {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:  # checkpointed; the shell convention 128 + signal
+        print(f"ihdm {args.command}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     return 0
 
 

@@ -17,10 +17,13 @@ Output folder layout::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +44,40 @@ MODELS = ("ihdm", "ddpm")
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGUSR1 arrived (a SLURM time limit, preemption, scancel); the step in
+    progress was finished and checkpointed. ``signum`` is the signal's number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+#: signals that stop training cleanly: SLURM sends SIGTERM at a job's time limit or on
+#: preemption, KillWait seconds (30 by default) before SIGKILL; `sbatch --signal=USR1@120`
+#: asks for SIGUSR1 two minutes ahead
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Yields a list that receives the number of any STOP_SIGNALS that arrives; the
+    previous handlers come back afterwards. Handlers can only be set from the main thread;
+    elsewhere the signals keep their default action (SIGKILL-equivalent for training:
+    resume from the last periodic checkpoint)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def resolve_device(cfg: dict) -> torch.device:
@@ -123,6 +160,9 @@ def train(cfg: dict, model: str, data_path: str | Path, out_dir: str | Path,
     handler = _setup_file_log(out)
     try:
         return _train(cfg, model, data_path, out, progress)
+    except TrainingInterrupted as exc:
+        log.warning("%s", exc)
+        raise
     finally:
         log.removeHandler(handler)
         handler.close()
@@ -146,8 +186,6 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
 
 
 def _train(cfg, model, data_path, out, progress) -> Path:
-    import torch.distributed as dist
-
     tc = cfg["train"]
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
@@ -205,6 +243,20 @@ def _train(cfg, model, data_path, out, progress) -> Path:
         step_fn = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     if tc["compile"]:
         step_fn = torch.compile(step_fn)
+    with _stop_on_signals() as stop:
+        done = _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_fn,
+                     start, main_rank, world, shard, device, memory_format, stop)
+    return _write_final(cfg, model, data_path, out, net, ema, done, world, main_rank)
+
+
+def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_fn, start,
+          main_rank, world, shard, device, memory_format, stop) -> int:
+    """The training steps from ``start``; returns the number of steps done. A signal in
+    ``stop`` ends the loop after the step in progress, with a checkpoint."""
+    import torch.distributed as dist
+
+    tc = cfg["train"]
+    N = images.shape[0]
 
     def save_state(step: int) -> None:
         if not main_rank:
@@ -265,15 +317,30 @@ def _train(cfg, model, data_path, out, progress) -> Path:
                 bar.set_postfix(loss=f"{acc / acc_n:.4g}", ips=f"{ips:.0f}")
                 acc, acc_n, last_t = 0.0, 0, now
             out_of_time = budget is not None and time.perf_counter() - t0 > budget
-            if budget is not None and world > 1:  # rank 0's clock decides for all
-                flag = torch.tensor(float(out_of_time), device=device)
-                dist.broadcast(flag, 0)
-                out_of_time = bool(flag.item())
-            if done % tc["checkpoint_every"] == 0 or done == tc["steps"] or out_of_time:
+            stopped = bool(stop)
+            if world > 1:  # rank 0's clock decides the budget; a signal to any rank stops all
+                flags = torch.tensor([float(out_of_time), float(stopped)], device=device)
+                dist.broadcast(flags[:1], 0)
+                dist.all_reduce(flags[1:], op=dist.ReduceOp.MAX)
+                out_of_time, stopped = bool(flags[0].item()), bool(flags[1].item())
+            if done % tc["checkpoint_every"] == 0 or done == tc["steps"] or out_of_time or stopped:
                 save_state(done)
+            if stopped:
+                signum = stop[0] if stop else signal.SIGTERM
+                if world > 1:
+                    dist.destroy_process_group()
+                raise TrainingInterrupted(
+                    f"stopped by {signal.Signals(signum).name} after step {done} of {tc['steps']}; "
+                    f"checkpoint written to {out / 'checkpoints'}; run again to resume", signum)
             if out_of_time:
                 log.info("time budget of %.1f min used up after %d steps", budget / 60, done)
                 break
+    return done
+
+
+def _write_final(cfg, model, data_path, out, net, ema, done, world, main_rank) -> Path:
+    import torch.distributed as dist
+
     final = out / "final.pt"
     if world > 1:
         dist.barrier()

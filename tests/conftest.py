@@ -46,3 +46,53 @@ def mnist_images(mnist_npz) -> np.ndarray:
     from ihdm.data import load_images
 
     return load_images(mnist_npz)[0]
+
+
+# --------------------------------------------------------------------------- background runs
+# A test whose slow part is waiting (e.g. for SLURM's clock to reach a job's time limit)
+# marks itself with @in_background(start): start(tmp_dir) runs as soon as the session's
+# tests are collected and returns a handle with stop(); the other tests run meanwhile and
+# the test gets the handle through the `background_run` fixture.
+_BACKGROUND = pytest.StashKey[dict]()
+
+
+def in_background(start):
+    def mark(test):
+        test._ihdm_background = start
+        return test
+
+    return mark
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    import tempfile
+
+    runs = session.config.stash.setdefault(_BACKGROUND, {})
+    for item in session.items:
+        start = getattr(getattr(item, "function", None), "_ihdm_background", None)
+        if start is None or item.nodeid in runs:
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix="ihdm-background-"))
+        try:
+            runs[item.nodeid] = (tmp, start(tmp))
+        except BaseException as exc:  # pytest.skip / pytest.fail too: raised in the test
+            runs[item.nodeid] = (tmp, exc)
+
+
+@pytest.fixture
+def background_run(request):
+    tmp, run = request.config.stash[_BACKGROUND][request.node.nodeid]
+    if isinstance(run, BaseException):
+        raise run
+    return run
+
+
+def pytest_sessionfinish(session):
+    import shutil
+
+    for tmp, run in session.config.stash.get(_BACKGROUND, {}).values():
+        if hasattr(run, "stop"):
+            run.stop()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -62,6 +62,46 @@ def test_sigkill_during_training_then_resume_is_bitwise_identical(tmp_path, mnis
     assert not [p.name for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_sigterm_checkpoints_the_step_in_progress_and_resumes_bitwise(tmp_path, mnist_npz):
+    """SIGTERM (SLURM's time limit, preemption, scancel) stops training after the step in
+    progress with a checkpoint of that step, exit status 143 and a one-line message; a
+    rerun resumes there and ends bitwise where an uninterrupted run ends."""
+    base = ["train", "config/test.yaml", "--model", "ddpm", "--data", str(mnist_npz), "--quiet",
+            "--set", "train.threads=1", "--set", "unet.dropout=0.1", "--set", "train.log_every=1"]
+    out = tmp_path / "stopped"
+    # no periodic checkpoint: whatever is saved comes from the signal
+    proc = subprocess.Popen(ihdm_cmd(*base, "--set", "train.steps=1000000",
+                                     "--set", "train.checkpoint_every=1000000", "--out", str(out)),
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    log_csv = out / "log.csv"
+    deadline = time.time() + 240
+    while not (log_csv.exists() and len(log_csv.read_text().splitlines()) > 8):
+        assert proc.poll() is None and time.time() < deadline, "training made no progress"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    done = int(err.split("stopped by SIGTERM after step ")[1].split()[0])
+    assert done >= 8
+    assert [p.name for p in (out / "checkpoints").glob("*.pt")] == [f"step_{done:08d}.pt"]
+    assert not (out / "final.pt").exists()
+    assert "stopped by SIGTERM" in (out / "train.log").read_text()
+
+    steps = ["--set", f"train.steps={done + 5}"]
+    resumed = run(*base, *steps, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {done}" in (out / "train.log").read_text()
+    ref = run(*base, *steps, "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    a, b = state(tmp_path / "ref" / "final.pt"), state(out / "final.pt")
+    assert a["step"] == b["step"] == done + 5
+    for part in ("net", "ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+
+
 def test_kill_during_sampling_leaves_no_partial_file(tmp_path, mnist_npz):
     r = run("train", "config/test.yaml", "--model", "ihdm", "--data", str(mnist_npz), "--quiet",
             "--out", str(tmp_path / "m"), "--set", "train.steps=2")

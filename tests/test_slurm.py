@@ -98,6 +98,11 @@ def _probe_slurm() -> SlurmCluster | str:
 @pytest.fixture(scope="session")
 def slurm_cluster() -> SlurmCluster:
     """An answering SLURM cluster; skips (or fails under IHDM_REQUIRE_SLURM=1) without one."""
+    return require_slurm()
+
+
+def require_slurm() -> SlurmCluster:
+    """The answering cluster, or pytest.skip (pytest.fail under IHDM_REQUIRE_SLURM=1)."""
     found = _probe_slurm()
     if isinstance(found, SlurmCluster):
         return found

@@ -145,6 +145,27 @@ def test_lint_and_format_are_clean() -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
+def test_rule_environment_has_the_package_dependencies() -> None:
+    """`--use-conda`: the rules' environment file holds every runtime dependency of
+    pyproject.toml (Snakemake itself excepted: it runs the jobs, it is not run by them), and
+    its post-deploy script installs the package the rules call."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    envs = {m for m in re.findall(r'conda:\s*\n\s*"([^"]+)"',
+                                  "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")))}
+    assert envs == {"../envs/ihdm.yaml"}, envs
+    env = yaml.safe_load((REPO / "workflow" / "envs" / "ihdm.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    in_env = {Requirement(r).name for r in pip}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    needed = {Requirement(r).name for r in project} - {"snakemake", "snakemake-executor-plugin-slurm"}
+    assert needed <= in_env, needed - in_env
+    deploy = (REPO / "workflow" / "envs" / "ihdm.post-deploy.sh").read_text()
+    assert "pip install --no-deps -e" in deploy
+
+
 def test_schema_is_the_package_schema() -> None:
     link = REPO / "workflow" / "schemas" / "config.schema.yaml"
     assert link.is_symlink()
@@ -450,18 +471,13 @@ def test_config_file_replaces_the_default_config(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- SLURM
-try:  # the cluster fixture and runner of tests/test_slurm.py (skips without a cluster)
-    from test_slurm import (
-        SlurmCluster,
-        run_snakemake_slurm,
-        slurm_cluster,
-    )  # the fixture is used by name
-except ImportError:  # pragma: no cover - the SLURM tests are not there
-    SlurmCluster = None
-
-    @pytest.fixture
-    def slurm_cluster():
-        pytest.skip("tests/test_slurm.py (the SLURM fixtures) is missing")
+from conftest import in_background  # noqa: E402
+from test_slurm import (  # noqa: E402  (slurm_cluster is a fixture, used by name)
+    SLURM_EXECUTOR_ARGS,
+    require_slurm,
+    run_snakemake_slurm,
+    slurm_cluster,  # noqa: F401
+)
 
 
 def _profile_for(cluster, dest: Path) -> dict:
@@ -559,3 +575,93 @@ def test_slurm_profile_runs_the_pipeline(
             ).stdout
             if "Partition=" in job:
                 assert f" Partition={wanted} " in job, (rule, job)
+
+
+# ------------------------------------------------------------- SLURM time limit and retry
+# Training stops at STOP_AFTER_MIN minutes of its own clock (train.time_budget_min) and
+# never by its step count; SLURM's limit for the first attempt (1 minute, enforced within
+# about 30 s after it passes) comes first, so attempt 1 always ends in TIMEOUT. Attempt 2
+# has 10 minutes and ends through the time budget.
+STOP_AFTER_MIN = 1.75
+FIRST_ATTEMPT = "1 if attempt == 1 else 10"
+
+
+@dataclass
+class BackgroundSnakemake:
+    proc: subprocess.Popen
+    work: Path
+    output: Path
+    started: float
+
+    def wait(self, timeout: float) -> tuple[int, str]:
+        try:
+            self.proc.wait(timeout=max(timeout - (time.monotonic() - self.started), 1))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"snakemake ran over {timeout:.0f} s:\n{self.output.read_text()[-6000:]}")
+        return self.proc.returncode, self.output.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # Snakemake cancels its SLURM jobs
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def start_time_limit_run(tmp: Path) -> BackgroundSnakemake:
+    """The real train rule of config/test.yaml through workflow/profiles/slurm, with a
+    1-minute runtime for the first attempt."""
+    cluster = require_slurm()
+    work = _copy_workflow(tmp / "run")
+    profile = _profile_for(cluster, tmp / "profile")
+    profile["set-resources"]["train"]["runtime"] = FIRST_ATTEMPT
+    profile["set-threads"]["train"] = 1  # leave a core to the tests running meanwhile
+    (tmp / "profile" / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    for key, value in [("steps", 10**7), ("checkpoint_every", 10**7),
+                       ("time_budget_min", STOP_AFTER_MIN)]:
+        _edit_config(work, "train", key, value)
+    cmd = [sys.executable, "-m", "snakemake", "results/test/models/ihdm/final.pt",
+           "--workflow-profile", str(tmp / "profile"), *SLURM_EXECUTOR_ARGS,
+           "--jobs", "2", "--latency-wait", "10", "--configfile", "config/test.yaml"]
+    output = tmp / "snakemake.out"
+    with open(output, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
+    return BackgroundSnakemake(proc, work, output, time.monotonic())
+
+
+@pytest.mark.slow
+@in_background(start_time_limit_run)
+def test_slurm_time_limit_is_retried_and_training_resumes(background_run) -> None:
+    """A training job SLURM stops at its time limit (TIMEOUT) is submitted again by the
+    profile's `retries`, and the second attempt resumes from the checkpoint the first one
+    wrote when SLURM's SIGTERM arrived: no step is trained twice, none is lost."""
+    code, out = background_run.wait(timeout=600)
+    assert code == 0, out[-6000:]
+    logs = sorted((background_run.work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"),
+                  key=lambda p: int(p.stem))
+    assert len(logs) == 2, (logs, out[-4000:])
+    first, second = (p.stem for p in logs)
+    assert f"SLURM-job '{first}' failed, SLURM status is: 'TIMEOUT'" in out
+    state = subprocess.run(["squeue", "--noheader", "--states=all", "--jobs", first, "--format=%T|%l"],
+                           capture_output=True, text=True, timeout=20, check=True).stdout.split()
+    assert state == ["TIMEOUT|1:00"], state
+    second_limit = subprocess.run(["squeue", "--noheader", "--states=all", "--jobs", second,
+                                   "--format=%l"], capture_output=True, text=True, timeout=20,
+                                  check=True).stdout.split()
+    assert second_limit == ["10:00"], second_limit
+
+    model = background_run.work / "results" / "test" / "models" / "ihdm"
+    train_log = (model / "train.log").read_text()
+    stopped = re.search(r"stopped by SIGTERM after step (\d+)", train_log)
+    assert stopped, train_log
+    n = int(stopped.group(1))
+    assert n > 0
+    assert re.search(rf"resuming from checkpoint \S+step_{n:08d}\.pt at step {n}\b", train_log), train_log
+    final = torch.load(model / "final.pt", weights_only=True)
+    assert final["step"] > n
+    # the loss log runs on from the first attempt's rows without a gap or a repeat
+    steps = [int(row.split(",")[0]) for row in (model / "log.csv").read_text().splitlines()[1:]]
+    every = yaml.safe_load((background_run.work / "config" / "test.yaml").read_text())["train"]["log_every"]
+    assert steps == list(range(every, steps[-1] + 1, every)), steps[:5]
