@@ -128,3 +128,21 @@ def test_data_parallel_matches_single_process(tmp_path, mnist_npz):
         assert abs(a - b) <= 1e-4 * max(abs(a), 1e-8) + 1e-6, (single, double)
     one, two = weights(tmp_path / "one" / "final.pt")[0], weights(tmp_path / "two" / "final.pt")[0]
     assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-4
+
+
+def test_ema_warmup_leaves_no_initial_weights_in_short_runs():
+    """With train.ema_warmup the EMA holds essentially none of the random initial weights
+    after 600 steps; a fixed 0.999 holds 55 % of them. Long runs reach the configured decay."""
+    import math
+
+    from ihdm.train import ema_decay_at
+
+    warm = {"ema_decay": 0.999, "ema_warmup": True}
+    fixed = {"ema_decay": 0.999, "ema_warmup": False}
+    decays = [ema_decay_at(s, warm) for s in range(20000)]
+    assert decays[0] == pytest.approx(0.1)
+    assert all(a <= b for a, b in zip(decays, decays[1:]))
+    assert decays[-1] == 0.999
+    share = lambda cfg: math.prod(ema_decay_at(s, cfg) for s in range(600))  # noqa: E731
+    assert share(warm) < 1e-12
+    assert share(fixed) == pytest.approx(0.999 ** 600) and share(fixed) > 0.5
