@@ -83,7 +83,7 @@ def pytest_collection_finish(session):
 
 @pytest.fixture
 def background_run(request):
-    tmp, run = request.config.stash[_BACKGROUND][request.node.nodeid]
+    _, run = request.config.stash[_BACKGROUND][request.node.nodeid]
     if isinstance(run, BaseException):
         raise run
     return run

@@ -471,8 +471,8 @@ def test_config_file_replaces_the_default_config(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- SLURM
-from conftest import in_background  # noqa: E402
-from test_slurm import (  # noqa: E402  (slurm_cluster is a fixture, used by name)
+from conftest import in_background
+from test_slurm import (  # slurm_cluster is a fixture, used by name
     SLURM_EXECUTOR_ARGS,
     require_slurm,
     run_snakemake_slurm,
