@@ -121,11 +121,14 @@ def cmd_sample(args) -> None:
     amp = autocast(cfg, device)
     if model == "ddpm" and args.variant == "interpolate":
         # one DDIM interpolation of `frames` images per row, each row from its own pair of noises
+        # (all rows in one batched DDIM run, eta = 0: deterministic given the noises)
         frames = sc["interpolation_frames"]
+        x_T = torch.cat([process.interpolation_noise((C, R, R), frames, args.seed * 100003 + r)
+                         for r in range(n)])
         with amp:
-            rows = [process.sample(net, frames, (C, R, R), **{**kwargs, "seed": args.seed * 100003 + r})
-                    for r in range(n)]
-        result = {"images": torch.cat([r["images"] for r in rows]), "trajectory": None, "levels": []}
+            result = process.sample(net, n * frames, (C, R, R), x_T=x_T,
+                                    **{**kwargs, "trajectory_frames": 0})
+        result.update(trajectory=None, levels=[])
     else:
         with amp:
             result = process.sample(net, n, (C, R, R), **kwargs)

@@ -226,6 +226,14 @@ class DDPM:
                 saved.append(self.to_data(x).cpu())
         return x, saved
 
+    @staticmethod
+    def interpolation_noise(shape: Sequence[int], frames: int, seed: int) -> torch.Tensor:
+        """(frames, C, H, W) start noises on the great circle between two noises drawn with
+        ``seed`` (slerp), the input of a DDIM interpolation row."""
+        gen = torch.Generator().manual_seed(int(seed))
+        ends = torch.randn((2, *shape), generator=gen)
+        return torch.cat([slerp(ends[:1], ends[1:], float(w)) for w in torch.linspace(0, 1, frames)])
+
     @torch.inference_mode()
     def sample(
         self,
@@ -241,6 +249,7 @@ class DDPM:
         steps: int | None = None,
         eta: float | None = None,
         clip_denoised: bool = True,
+        x_T: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor | None]:
         """Draw ``n`` images of ``shape`` (C, H, W) in [0, 1].
 
@@ -249,6 +258,9 @@ class DDPM:
         states). ``sampler``: "ddim" (``steps``/``eta`` default to ddpm.ddim_steps/ddim_eta) or
         "ancestral" (all T steps). ``trajectory_frames`` F > 0 also returns (n, F, C, H, W) states
         x_t in [0, 1], evenly spaced from the start noise to the final image.
+        ``x_T`` (n, C, H, W), if given, is the start noise (e.g. several interpolation rows
+        from :meth:`interpolation_noise`, sampled in one batch); ``seed`` then only drives
+        the sampler's own noise (none for DDIM at eta = 0).
         Returns {"images": (n, C, H, W) CPU float32, "trajectory": tensor or None}.
         """
         if variant in IHDM_ONLY_VARIANTS:
@@ -286,11 +298,12 @@ class DDPM:
                 frames = [n_states - 1]
 
         gen = torch.Generator().manual_seed(int(seed))
-        if variant == "interpolate":
-            ends = torch.randn((2, *shape), generator=gen)
-            x_T_all: torch.Tensor | None = torch.cat(
-                [slerp(ends[:1], ends[1:], float(w)) for w in torch.linspace(0, 1, n)]
-            )
+        if x_T is not None:
+            if tuple(x_T.shape) != (n, *shape):
+                raise ValueError(f"x_T must have shape {(n, *shape)}, got {tuple(x_T.shape)}")
+            x_T_all: torch.Tensor | None = x_T.float().cpu()
+        elif variant == "interpolate":
+            x_T_all = self.interpolation_noise(shape, n, seed)
         else:
             x_T_all = None
 

@@ -169,6 +169,11 @@ def test_interpolation_is_smooth_between_two_noise_states() -> None:
     assert span > 1.0
     assert float(steps.max()) < 0.35 * span
     again = d.sample(net, 9, (1, 8, 8), seed=5, variant="interpolate", batch_size=4)["images"]
+    # several rows in one batch (given start noises) = each row on its own
+    rows = torch.cat([d.interpolation_noise((1, 8, 8), 9, seed) for seed in (5, 6)])
+    both = d.sample(net, 18, (1, 8, 8), variant="interpolate", x_T=rows)["images"]
+    alone = d.sample(net, 9, (1, 8, 8), seed=6, variant="interpolate")["images"]
+    torch.testing.assert_close(both, torch.cat([out, alone]), atol=1e-5, rtol=0)
     assert torch.allclose(out, again, atol=1e-6)  # deterministic and batch-size independent
     with pytest.raises(ValueError, match="ddim"):
         d.sample(net, 3, (1, 8, 8), seed=5, variant="interpolate", sampler="ancestral")
