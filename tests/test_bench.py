@@ -90,13 +90,17 @@ def test_peak_memory_sees_torch_allocations():
 
 
 # ----------------------------------------------------------------- heat operator routes
+@pytest.mark.parametrize("route", ["split", "dct"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
-def test_split_route_is_exact(dtype, tol):
-    """The CPU route for large images (dense levels + truncated cosine buckets) against
-    float64 scipy, for blur and blur_pair, on a non-square image."""
+def test_large_image_routes_are_exact(route, dtype, tol):
+    """The CPU routes for large images (split: dense levels + truncated cosine buckets;
+    dct: scipy's fast DCT) against float64 scipy, for blur and blur_pair, on a non-square
+    image."""
     times = blur_times(blur_schedule(200, 0.5, 64.0))
-    op = HeatOperator(times, 96, 80, dtype=dtype)
-    assert op.route == "split" and 0 < op.dense_levels < 150
+    op = HeatOperator(times, 96, 80, dtype=dtype, route=route)
+    assert op.route == route
+    if route == "split":
+        assert 0 < op.dense_levels < 150
     rng = np.random.default_rng(0)
     u = rng.uniform(size=(12, 2, 96, 80))
     k = np.array([0, 1, 2, 40, 60, 80, 100, 120, 150, 180, 199, 200])
@@ -119,7 +123,7 @@ def test_split_route_in_chunks(monkeypatch):
     import ihdm.heat
 
     times = blur_times(blur_schedule(100, 0.5, 40.0))
-    op = HeatOperator(times, 72, 72)
+    op = HeatOperator(times, 72, 72, route="split")
     rng = np.random.default_rng(1)
     u = rng.uniform(size=(11, 1, 72, 72))
     k = rng.integers(1, 101, size=11)
@@ -146,6 +150,10 @@ def test_heat_operator_ignores_autocast():
 def test_route_choice_and_bad_route():
     times = blur_times(blur_schedule(10, 0.5, 20.0))
     assert HeatOperator(times, 32, 32).route == "dense"
-    assert HeatOperator(times, 128, 128).route == "split"
+    assert HeatOperator(times, 64, 64).route == "dense"
+    assert HeatOperator(times, 128, 128).route == "dct"
+    assert HeatOperator(times, 128, 128, device="meta").route == "dense"  # not a CPU
     with pytest.raises(ValueError, match="route"):
         HeatOperator(times, 32, 32, route="fft")
+    with pytest.raises(ValueError, match="CPU only"):
+        HeatOperator(times, 32, 32, device="meta", route="dct")
