@@ -223,7 +223,7 @@ def _train(cfg, model, data_path, out, progress) -> Path:
         eps=tc["adam_eps"], fused=device.type == "cuda",
     )
     gen = torch.Generator(device=device).manual_seed(cfg["seed"])
-    start = 0
+    start, trained_s = 0, 0.0
     state = ckpt_io.load_latest(out / "checkpoints", log=log)
     if state is not None:
         if state["model"] != model:
@@ -239,6 +239,7 @@ def _train(cfg, model, data_path, out, progress) -> Path:
         if device.type == "cuda" and "torch_cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["torch_cuda"])
         start = state["step"]
+        trained_s = float(state.get("train_seconds", 0.0))  # absent in older checkpoints
         log.info("resuming from checkpoint %s at step %d", state["path"], start)
     else:
         log.info("starting %s training from scratch: %d images, %d parameters, device %s",
@@ -255,15 +256,18 @@ def _train(cfg, model, data_path, out, progress) -> Path:
     if tc["compile"]:
         step_fn = torch.compile(step_fn)
     with _stop_on_signals() as stop:
-        done = _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_fn,
-                     start, main_rank, world, shard, device, memory_format, stop)
-    return _write_final(cfg, model, data_path, out, net, ema, done, world, main_rank)
+        done, trained_s = _loop(cfg, model, out, progress, process, images, net, ema, opt, gen,
+                                step_fn, start, trained_s, main_rank, world, shard, device,
+                                memory_format, stop)
+    return _write_final(cfg, model, data_path, out, net, ema, done, trained_s, world, main_rank)
 
 
 def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_fn, start,
-          main_rank, world, shard, device, memory_format, stop) -> int:
-    """The training steps from ``start``; returns the number of steps done. A signal in
-    ``stop`` ends the loop after the step in progress, with a checkpoint."""
+          trained_s, main_rank, world, shard, device, memory_format, stop) -> tuple[int, float]:
+    """The training steps from ``start``, after ``trained_s`` seconds of training in earlier
+    runs; returns (steps done, training seconds in all runs). A signal in ``stop`` ends the
+    loop after the step in progress, with a checkpoint. train.time_budget_min counts the
+    training time of all runs, so a preempted and resumed run gets the same compute."""
     import torch.distributed as dist
 
     tc = cfg["train"]
@@ -278,7 +282,8 @@ def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_f
         ckpt_io.save_checkpoint(
             out / "checkpoints", step,
             {"model": model, "config": cfg, "step": step, "net": net.state_dict(),
-             "ema": ema.state_dict(), "opt": opt.state_dict(), "rng": rng},
+             "ema": ema.state_dict(), "opt": opt.state_dict(), "rng": rng,
+             "train_seconds": clock()},
             keep=tc["keep_checkpoints"],
         )
 
@@ -289,6 +294,10 @@ def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_f
         if new_log:
             writer.writerow(["step", "loss", "lr", "images_per_s", "elapsed_s"])
         t0 = time.perf_counter()
+
+        def clock() -> float:  # training seconds over this run and the earlier ones
+            return trained_s + time.perf_counter() - t0
+
         last_t, acc, acc_n = t0, 0.0, 0
         bar = tqdm(range(start, tc["steps"]), initial=start, total=tc["steps"],
                    disable=not (progress and main_rank), desc=f"train {model}", mininterval=2.0)
@@ -323,11 +332,11 @@ def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_f
                 now = time.perf_counter()
                 ips = acc_n * tc["batch_size"] / max(now - last_t, 1e-9)
                 writer.writerow([done, f"{acc / acc_n:.6g}", f"{lr_at(step, tc):.3g}",
-                                 f"{ips:.1f}", f"{now - t0:.1f}"])
+                                 f"{ips:.1f}", f"{trained_s + now - t0:.1f}"])
                 fh.flush()
                 bar.set_postfix(loss=f"{acc / acc_n:.4g}", ips=f"{ips:.0f}")
                 acc, acc_n, last_t = 0.0, 0, now
-            out_of_time = budget is not None and time.perf_counter() - t0 > budget
+            out_of_time = budget is not None and clock() > budget
             stopped = bool(stop)
             if world > 1:  # rank 0's clock decides the budget; a signal to any rank stops all
                 flags = torch.tensor([float(out_of_time), float(stopped)], device=device)
@@ -346,10 +355,10 @@ def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_f
             if out_of_time:
                 log.info("time budget of %.1f min used up after %d steps", budget / 60, done)
                 break
-    return done
+    return done, clock()
 
 
-def _write_final(cfg, model, data_path, out, net, ema, done, world, main_rank) -> Path:
+def _write_final(cfg, model, data_path, out, net, ema, done, trained_s, world, main_rank) -> Path:
     import torch.distributed as dist
 
     final = out / "final.pt"
@@ -360,7 +369,8 @@ def _write_final(cfg, model, data_path, out, net, ema, done, world, main_rank) -
             return final
     ckpt_io.atomic_save(
         {"model": model, "config": cfg, "step": done, "net": net.state_dict(),
-         "ema": ema.state_dict(), "data_path": str(Path(data_path).resolve())},
+         "ema": ema.state_dict(), "data_path": str(Path(data_path).resolve()),
+         "train_seconds": trained_s},
         final,
     )
     log.info("finished %d steps; final model written to %s", done, final)

@@ -146,3 +146,22 @@ def test_ema_warmup_leaves_no_initial_weights_in_short_runs():
     share = lambda cfg: math.prod(ema_decay_at(s, cfg) for s in range(600))  # noqa: E731
     assert share(warm) < 1e-12
     assert share(fixed) == pytest.approx(0.999 ** 600) and share(fixed) > 0.5
+
+
+def test_time_budget_counts_every_run_of_a_resumed_training(tmp_path, mnist_npz):
+    """train.time_budget_min covers the training time of all runs: checkpoints carry the
+    seconds trained so far, and a resumed run with a budget already used up stops after
+    one step instead of getting the whole budget again."""
+    first = tiny_config(train__steps=4, train__checkpoint_every=2)
+    train(first, "ihdm", mnist_npz, tmp_path / "run", progress=False)
+    so_far = torch.load(tmp_path / "run" / "checkpoints" / "step_00000004.pt",
+                        weights_only=True)["train_seconds"]
+    assert so_far > 0
+    again = tiny_config(train__steps=10_000, train__checkpoint_every=10_000,
+                        train__time_budget_min=so_far / 60)
+    final = torch.load(train(again, "ihdm", mnist_npz, tmp_path / "run", progress=False),
+                       weights_only=True)
+    assert final["step"] == 5
+    assert final["train_seconds"] > so_far
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "time budget of" in log and "after 5 steps" in log
