@@ -78,15 +78,24 @@ def test_describe_paper_networks():
         assert len(out["models"]["ihdm"]["schedule"]["blur_sigmas"]) == out["models"]["ihdm"]["K"] + 1
 
 
+def ihdm_all(*calls: tuple[str, ...], cwd=REPO) -> list[subprocess.CompletedProcess]:
+    """Several independent `ihdm` commands side by side (each pays Python's and torch's
+    start-up; together they take the time of about one)."""
+    procs = [subprocess.Popen([sys.executable, "-m", "ihdm.cli", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=cwd) for args in calls]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outputs)]
+
+
 def test_cli_errors_are_one_clear_line(tmp_path):
     bad = write(tmp_path, {"heat": {"K": 0}})
-    r = ihdm("describe", str(bad))
-    assert r.returncode == 2 and "heat.K" in r.stderr and "Traceback" not in r.stderr
-    r = ihdm("sample", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.npz"))
-    assert r.returncode == 2 and "nope.pt" in r.stderr and "Traceback" not in r.stderr
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    r = ihdm("sample", "--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "s.npz"))
-    assert r.returncode == 2 and "damaged" in r.stderr and "Traceback" not in r.stderr
-    r = ihdm("train", "config/test.yaml", "--model", "ihdm", "--data", str(tmp_path / "no.npz"),
-             "--out", str(tmp_path / "run"))
-    assert r.returncode == 2 and "no.npz" in r.stderr and "Traceback" not in r.stderr
+    results = ihdm_all(
+        ("describe", str(bad)),
+        ("sample", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.npz")),
+        ("sample", "--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "s.npz")),
+        ("train", "config/test.yaml", "--model", "ihdm", "--data", str(tmp_path / "no.npz"),
+         "--out", str(tmp_path / "run")),
+    )
+    for r, named in zip(results, ["heat.K", "nope.pt", "damaged", "no.npz"]):
+        assert r.returncode == 2 and named in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -90,11 +90,15 @@ def test_sigterm_checkpoints_the_step_in_progress_and_resumes_bitwise(tmp_path, 
     assert "stopped by SIGTERM" in (out / "train.log").read_text()
 
     steps = ["--set", f"train.steps={done + 5}"]
-    resumed = run(*base, *steps, "--out", str(out))
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # the resumed run and an uninterrupted reference, side by side
+    procs = [subprocess.Popen(ihdm_cmd(*base, *steps, "--out", str(d)), cwd=REPO, text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for d in (out, tmp_path / "ref")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
     assert f"at step {done}" in (out / "train.log").read_text()
-    ref = run(*base, *steps, "--out", str(tmp_path / "ref"))
-    assert ref.returncode == 0, ref.stderr[-2000:]
     a, b = state(tmp_path / "ref" / "final.pt"), state(out / "final.pt")
     assert a["step"] == b["step"] == done + 5
     for part in ("net", "ema"):
@@ -139,12 +143,16 @@ def test_same_config_and_seed_give_identical_samples(tmp_path, mnist_npz):
     r = run("train", "config/test.yaml", "--model", "ihdm", "--data", str(mnist_npz), "--quiet",
             "--out", str(tmp_path / "m"), "--set", "train.steps=3")
     assert r.returncode == 0
+    procs = [subprocess.Popen(ihdm_cmd("sample", "config/test.yaml", "--checkpoint",
+                                       str(tmp_path / "m" / "final.pt"), "--n", "6", "--seed", str(seed),
+                                       "--out", str(tmp_path / f"s{i}.npz")),
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for i, seed in enumerate([7, 7, 8])]  # side by side: independent processes
     outs = []
-    for i, seed in enumerate([7, 7, 8]):
-        path = tmp_path / f"s{i}.npz"
-        r = run("sample", "config/test.yaml", "--checkpoint", str(tmp_path / "m" / "final.pt"), "--n", "6",
-                "--seed", str(seed), "--out", str(path))
-        assert r.returncode == 0, r.stderr[-2000:]
-        with np.load(path) as z:
+    for i, proc in enumerate(procs):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        with np.load(tmp_path / f"s{i}.npz") as z:
             outs.append(z["images"])
     assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
