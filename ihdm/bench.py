@@ -418,11 +418,7 @@ def main_bench(cfg: dict, out: str | Path | None = None, quick: bool = False, *,
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise BenchError(f"unknown bench section(s) {unknown}; choose from {list(SECTIONS)}")
-    threads = torch.get_num_threads()
-    try:
-        return _main_bench(cfg, out, quick, sizes, sections, rounds, echo)
-    finally:
-        torch.set_num_threads(threads)
+    return _main_bench(cfg, out, quick, sizes, sections, rounds, echo)
 
 
 @contextlib.contextmanager

@@ -338,10 +338,10 @@ def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_f
                 acc, acc_n, last_t = 0.0, 0, now
             out_of_time = budget is not None and clock() > budget
             stopped = bool(stop)
-            if world > 1:  # rank 0's clock decides the budget; a signal to any rank stops all
-                flags = torch.tensor([float(out_of_time), float(stopped)], device=device)
-                dist.broadcast(flags[:1], 0)
-                dist.all_reduce(flags[1:], op=dist.ReduceOp.MAX)
+            if world > 1:  # one collective: rank 0's clock decides the budget, a signal to
+                # any rank stops all
+                flags = torch.tensor([float(out_of_time and main_rank), float(stopped)], device=device)
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
                 out_of_time, stopped = bool(flags[0].item()), bool(flags[1].item())
             if done % tc["checkpoint_every"] == 0 or done == tc["steps"] or out_of_time or stopped:
                 save_state(done)
