@@ -51,6 +51,7 @@ def test_quick_bench_writes_every_section(quick_result):
             assert meth["images_per_s"] > 0 and meth["median_s"] > 0, (row["size"], name)
             assert meth["max_abs_err"] < 1e-6, (row["size"], name, meth["max_abs_err"])
             assert meth["runs"] == 3
+            assert meth["single_call_images_per_s"] > 0, (row["size"], name)
 
     nets = {r["network"]: r for r in on_disk["train"] if r["device"] == "cpu"}
     assert set(nets) == {"config", "paper_mnist", "paper_cifar10"}
@@ -72,7 +73,36 @@ def test_bench_prints_table(tmp_path, capsys):
     main_bench(cfg, out=tmp_path / "b.json", quick=True, sections=["heat"], sizes=[16])
     text = capsys.readouterr().out
     assert "heat operator" in text and "scipy_dct" in text and "   16 " in text
+    row = json.loads((tmp_path / "b.json").read_text())["heat"][0]["methods"]
+    ratio = row["ours_blur"]["images_per_s"] / row["scipy_dct"]["images_per_s"]
+    assert f"{ratio:.2f}x" in text  # the ours/scipy column
     assert set(json.loads((tmp_path / "b.json").read_text())) >= {"machine", "heat"}
+
+
+def test_timing_blocks_give_the_time_per_call():
+    """A steady run is a block of back-to-back calls lasting about block_s, reported per
+    call; the single call before it is timed on its own."""
+    import time
+
+    from ihdm.bench import time_interleaved
+
+    calls = {"a": 0, "b": 0}
+
+    def sleeper(name, s):
+        def fn():
+            calls[name] += 1
+            time.sleep(s)
+        return fn
+
+    t = time_interleaved({"a": sleeper("a", 0.002), "b": sleeper("b", 0.01)}, rounds=3, warmup=1,
+                         device=torch.device("cpu"), block_s=0.04)
+    for name, s in (("a", 0.002), ("b", 0.01)):
+        assert len(t[name]["wall"]) == len(t[name]["single"]) == 3
+        assert all(s <= w < 3 * s for w in t[name]["wall"]), (name, t[name]["wall"])
+    # per round: one single call and a block of about 0.04 s: 20 calls of a, 4 of b
+    assert 3 * 11 <= calls["a"] <= 1 + 3 * 31 and 1 + 3 * 3 <= calls["b"] <= 1 + 3 * 6
+    plain = time_interleaved({"a": sleeper("a", 0.002)}, rounds=2, warmup=0, device=torch.device("cpu"))
+    assert plain["a"]["wall"] == plain["a"]["single"]
 
 
 def test_bad_section_is_refused():
