@@ -328,9 +328,9 @@ class PeakMemory:
 
 
 # --------------------------------------------------------------------------- train / sample
-def _autocast(device: torch.device, precision: str):
+def _autocast(device: torch.device, precision: str, cache: bool = True):
     if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
@@ -393,16 +393,20 @@ def train_benchmark(cfg: dict, name: str, *, device: str, precision: str, batch:
             "memory_method": mem.method}
 
 
-def sample_benchmark(cfg: dict, *, device: str, precision: str, n: int, seed: int = 0) -> list[dict]:
-    """Samples/s of IHDM (K steps) and DDPM DDIM (ddim_steps) with ``cfg``'s network."""
+def sample_benchmark(cfg: dict, *, device: str, precision: str, n: int, seed: int = 0,
+                     cuda_graphs: bool = False) -> list[dict]:
+    """Samples/s of IHDM (K steps) and DDPM DDIM (ddim_steps) with ``cfg``'s network,
+    optionally replayed from CUDA graphs (:class:`ihdm.unet.CUDAGraphed`)."""
     from .ddpm import DDPM
     from .inverse_heat import IHDM
-    from .unet import build_unet
+    from .unet import CUDAGraphed, build_unet
 
     dev = torch.device(device)
     torch.manual_seed(seed)
     C, R = cfg["data"]["channels"], cfg["data"]["resolution"]
     net = build_unet(cfg).to(dev).eval()
+    if cuda_graphs:
+        net = CUDAGraphed(net)
     prior = torch.rand((16, C, R, R), generator=torch.Generator().manual_seed(seed))
     ihdm, ddpm = IHDM.from_config(cfg), DDPM.from_config(cfg)
     runs = {
@@ -414,12 +418,13 @@ def sample_benchmark(cfg: dict, *, device: str, precision: str, n: int, seed: in
     }
     rows = []
     for model, (net_evals, fn) in runs.items():
-        with _autocast(dev, precision):
-            fn()  # warm-up
+        with _autocast(dev, precision, cache=not cuda_graphs):
+            fn()  # warm-up (and, with CUDA graphs, the capture)
             times = time_interleaved({model: fn}, rounds=1, warmup=0, device=dev)[model]["wall"]
         sec = float(np.median(times))
         rows.append({"model": model, "device": dev.type, "precision": precision, "n": n,
-                     "network_evaluations": net_evals, "samples_per_s": n / sec, "seconds": sec})
+                     "cuda_graphs": cuda_graphs, "network_evaluations": net_evals,
+                     "samples_per_s": n / sec, "seconds": sec})
     return rows
 
 
@@ -538,7 +543,9 @@ def _model_sections(cfg, result, quick, sections, devices, echo) -> None:
         for dev in devices:
             for precision in _precisions(cfg, dev):
                 n = 2 if quick else (8 if dev == "cpu" else 64)
-                rows += sample_benchmark(cfg, device=dev, precision=precision, n=n)
+                for graphs in ((False, True) if dev == "cuda" else (False,)):
+                    rows += sample_benchmark(cfg, device=dev, precision=precision, n=n,
+                                             cuda_graphs=graphs)
         result["sample"] = rows
 
 
@@ -574,10 +581,12 @@ def format_table(result: dict) -> str:
                          f"{r['parameters'] / 1e6:>7.2f}M {r['batch']:>5} {r['images_per_s']:>9.2f} "
                          f"{r['step_s']:>8.3f} {r['peak_memory_mb']:>9.0f}")
     if "sample" in result:
-        header = f"{'model':10} {'device':6} {'prec':5} {'n':>4} {'net evals':>9} {'samples/s':>10}"
+        header = (f"{'model':10} {'device':6} {'prec':5} {'graphs':6} {'n':>4} {'net evals':>9} "
+                  f"{'samples/s':>10}")
         lines += ["", "sampling", header]
         for r in result["sample"]:
-            lines.append(f"{r['model']:10} {r['device']:6} {r['precision']:5} {r['n']:>4} "
+            lines.append(f"{r['model']:10} {r['device']:6} {r['precision']:5} "
+                         f"{'yes' if r.get('cuda_graphs') else 'no':6} {r['n']:>4} "
                          f"{r['network_evaluations']:>9} {r['samples_per_s']:>10.3f}")
     return "\n".join(lines)
 

@@ -104,6 +104,11 @@ def cmd_sample(args) -> None:
     if overrides is not None:  # sampling settings come from the given config
         cfg = {**cfg, "sample": overrides["sample"]}
     sc = cfg["sample"]
+    graphs = sc["cuda_graphs"] and device.type == "cuda"
+    if graphs:
+        from .unet import CUDAGraphed
+
+        net = CUDAGraphed(net)
     process = build_process(cfg, model)
     C, R = cfg["data"]["channels"], cfg["data"]["resolution"]
     kwargs = dict(seed=args.seed, variant=args.variant, trajectory_frames=sc["trajectory_frames"],
@@ -118,7 +123,7 @@ def cmd_sample(args) -> None:
     else:
         kwargs.update(sampler=args.sampler)
     n = args.n if args.n is not None else sc["n"]
-    amp = autocast(cfg, device)
+    amp = autocast(cfg, device, cache=not graphs)
     if model == "ddpm" and args.variant == "interpolate":
         # one DDIM interpolation of `frames` images per row, each row from its own pair of noises
         # (all rows in one batched DDIM run, eta = 0: deterministic given the noises)
