@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -88,6 +89,16 @@ def cmd_train(args) -> None:
     cfg = _config(args)
     if args.steps is not None:
         cfg["train"]["steps"] = args.steps
+    procs = cfg["train"]["processes"]
+    if procs > 1 and "WORLD_SIZE" not in os.environ:
+        # data-parallel: become torchrun, which starts `procs` copies of this command (each
+        # sees WORLD_SIZE); signals (SLURM's SIGTERM) reach torchrun, which passes them on
+        # to the workers, and its exit status is the workers'
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(procs), "-m", "ihdm.cli", *args.argv]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, cmd)
     final = train(cfg, args.model, args.data, args.out, progress=not args.quiet)
     print(final)
 
@@ -424,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .checkpoint import CheckpointError

@@ -453,6 +453,32 @@ def test_bad_config_is_refused_before_any_job(
     assert "Building DAG of jobs" not in out and not (work / "results").exists()
 
 
+def test_train_processes_runs_data_parallel_training(tmp_path: Path) -> None:
+    """train.processes = 2: `ihdm train` in the train rule becomes torchrun with 2
+    processes (gloo on the CPU) in one job with 2 threads; with device cuda the job asks
+    for one GPU per process. The processes key does not invalidate a finished model."""
+    work = _copy_workflow(tmp_path)
+    _edit_config(work, "train", "processes", 2)
+    cfg = load_config(work / "config" / "test.yaml")
+    final = f"results/{cfg['experiment']}/models/ihdm/final.pt"
+    snakemake("--cores", "2", final, "--configfile", "config/test.yaml", cwd=work, timeout=300)
+    log = (work / f"results/{cfg['experiment']}/logs/train/ihdm.log").read_text()
+    assert "data-parallel over 2 processes" in log, log[-2000:]
+    assert (work / final).is_file()
+    # one process again: nothing to retrain
+    _edit_config(work, "train", "processes", 1)
+    again = snakemake("-n", final, "--configfile", "config/test.yaml", cwd=work)
+    assert "Nothing to be done" in again, again[-2000:]
+    # with CUDA the job asks for one GPU per process (dry run: no GPU needed to plan)
+    _edit_config(work, "train", "processes", 4)
+    path = work / "config" / "test.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "device": "cuda"},
+                                   sort_keys=False))
+    plan = snakemake("-n", "--forcerun", "train", final, "--configfile", "config/test.yaml",
+                     "--resources", "gpu=4", cwd=work)
+    assert re.search(r"resources: .*gpu=4", plan), plan[-3000:]
+
+
 def test_config_file_replaces_the_default_config(tmp_path: Path) -> None:
     """A --configfile is not merged over config/config.yaml: here the default config
     turns FID on, which must not leak into the test experiment."""

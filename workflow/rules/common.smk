@@ -28,6 +28,10 @@ MODELS = config["workflow"]["models"]
 # Torch jobs ask for a GPU only when the config demands CUDA (SLURM: --gpus=1; locally
 # the default profile caps the number of concurrent GPU jobs).
 GPU = int(config["device"] == "cuda")
+# Data-parallel training (train.processes > 1): `ihdm train` starts that many processes
+# through torchrun inside the job, one per GPU with device cuda (gloo workers on the CPU);
+# the job asks for that many GPUs and threads, on one node.
+TRAIN_PROCESSES = config["train"]["processes"]
 # The domain metric needs a digit classifier: MNIST data sets only.
 DIGITS = config["data"]["dataset"] in ("mnist5k", "mnist")
 FID = config["evaluate"]["fid"]
@@ -87,7 +91,7 @@ def data_settings(split):
 
 
 # Training keys that do not change the trained model.
-TRAIN_BOOKKEEPING = ("threads", "checkpoint_every", "keep_checkpoints")
+TRAIN_BOOKKEEPING = ("threads", "processes", "checkpoint_every", "keep_checkpoints")
 TRAIN_KEYS = [f"train.{key}" for key in config["train"] if key not in TRAIN_BOOKKEEPING]
 
 
@@ -101,7 +105,8 @@ def sample_settings(variant, n_key="sample.n"):
     """The config keys behind one sample file: the sampler's keys, the number of samples
     (`n_key`) and the frames only where the variant has them."""
     own = {"n", "interpolation_frames", "trajectory_frames"}
-    keys = [f"sample.{key}" for key in config["sample"] if key not in own]
+    speed = {"cuda_graphs"}  # the same samples either way
+    keys = [f"sample.{key}" for key in config["sample"] if key not in own | speed]
     keys.append(n_key)
     if variant == "random":
         keys.append("sample.trajectory_frames")

@@ -22,9 +22,10 @@ rule train:
         "../envs/ihdm.yaml"
     # One torch thread per job by default: on a few cores, trainings side by side beat
     # one training on all cores (train.threads sets more; the SLURM profile sets 8).
-    threads: config["train"]["threads"] or 1
+    # train.processes > 1: that many data-parallel processes (and GPUs) in the job.
+    threads: (config["train"]["threads"] or 1) * TRAIN_PROCESSES
     resources:
-        gpu=GPU,
+        gpu=GPU * TRAIN_PROCESSES,
         mem_mb=8000,
         runtime=720,
     params:
