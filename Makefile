@@ -13,7 +13,7 @@ CORES  ?= all
 # torch/torchvision versions this project is tested with (override for another platform)
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test install install-test dry-run lint bench clean
+.PHONY: run test install install-test dry-run lint bench gpu-wheels clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,8 @@ bench: install
 
 clean:
 	rm -rf results/default resources .snakemake
+
+# wheels that the GPU machines' image lacks (Python 3.12, x86-64), for benchmarks/gpu_check.sh
+gpu-wheels:
+	python3 -m pip download --quiet --dest .gpu-wheels --only-binary=:all: --python-version 3.12 \
+		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 jsonschema

@@ -436,7 +436,11 @@ def _precisions(cfg: dict, device: str) -> list[str]:
     return ["fp32", "bf16"]
 
 
-def _devices(cfg: dict) -> list[str]:
+def _devices(cfg: dict, asked: list[str] | None = None) -> list[str]:
+    if asked:
+        if "cuda" in asked and not torch.cuda.is_available():
+            raise BenchError("--devices cuda: torch sees no CUDA device on this machine")
+        return [d for d in ("cpu", "cuda") if d in asked]
     devices = ["cpu"]
     if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu":
         devices.append("cuda")
@@ -445,14 +449,15 @@ def _devices(cfg: dict) -> list[str]:
 
 def main_bench(cfg: dict, out: str | Path | None = None, quick: bool = False, *,
                sizes: list[int] | None = None, sections: list[str] | None = None,
-               rounds: int | None = None, echo: bool = True) -> dict:
+               rounds: int | None = None, devices: list[str] | None = None,
+               echo: bool = True) -> dict:
     """Run the benchmark for config ``cfg``; write the JSON to ``out`` (or print it) and
     print a table. ``quick`` shrinks everything to a few seconds (for tests)."""
     sections = list(sections or SECTIONS)
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise BenchError(f"unknown bench section(s) {unknown}; choose from {list(SECTIONS)}")
-    return _main_bench(cfg, out, quick, sizes, sections, rounds, echo)
+    return _main_bench(cfg, out, quick, sizes, sections, rounds, _devices(cfg, devices), echo)
 
 
 @contextlib.contextmanager
@@ -468,11 +473,10 @@ def _model_threads(cfg: dict):
         torch.set_num_threads(threads)
 
 
-def _main_bench(cfg, out, quick, sizes, sections, rounds, echo) -> dict:
+def _main_bench(cfg, out, quick, sizes, sections, rounds, devices, echo) -> dict:
     sizes = list(sizes or (QUICK_HEAT_SIZES if quick else HEAT_SIZES))
     if any(s < 4 for s in sizes):
         raise BenchError(f"heat sizes must be at least 4 pixels, got {sizes}")
-    devices = _devices(cfg)
     result: dict = {"machine": machine_info(), "quick": quick,
                     "config": {"experiment": cfg["experiment"], "resolution": cfg["data"]["resolution"],
                                "channels": cfg["data"]["channels"], "K": cfg["heat"]["K"],
@@ -594,4 +598,4 @@ def format_table(result: dict) -> str:
 def run(cfg: dict, args: argparse.Namespace) -> dict:
     """``ihdm bench`` with --out, --quick, --sizes, --sections and --rounds (see ihdm/cli.py)."""
     return main_bench(cfg, args.out, args.quick, sizes=args.sizes, sections=args.sections,
-                      rounds=args.rounds)
+                      rounds=args.rounds, devices=args.devices)

@@ -341,7 +341,10 @@ def cmd_plot(args) -> None:
 def cmd_bench(args) -> None:
     from . import bench
 
-    bench.run(_config(args), args)
+    try:
+        bench.run(_config(args), args)
+    except bench.BenchError as exc:  # a bad option: one line, like the config errors
+        raise ConfigError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- parser
@@ -418,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sections", nargs="+", choices=["heat", "train", "sample"],
                     help="which parts to run (default: all)")
     sp.add_argument("--rounds", type=int, help="timed runs per heat method")
+    sp.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
+                    help="devices to measure (default: the CPU, and CUDA when present)")
 
     sp = sub.add_parser("plot", help="draw a figure from results files (PNG and PDF)")
     sp.add_argument("figure", choices=FIGURES)

@@ -187,3 +187,22 @@ def test_route_choice_and_bad_route():
         HeatOperator(times, 32, 32, route="fft")
     with pytest.raises(ValueError, match="CPU only"):
         HeatOperator(times, 32, 32, device="meta", route="dct")
+
+
+def test_devices_option(tmp_path):
+    """--devices picks the devices; asking for CUDA without one is one clear error."""
+    import subprocess
+    import sys
+
+    cfg = load_config(REPO / "config" / "test.yaml", ["train.threads=1"])
+    result = main_bench(cfg, quick=True, sections=["heat"], sizes=[8], devices=["cpu"], echo=False)
+    assert {r["device"] for r in result["heat"]} == {"cpu"}
+    if torch.cuda.is_available():
+        return
+    with pytest.raises(BenchError, match="no CUDA device"):
+        main_bench(cfg, quick=True, sections=["heat"], sizes=[8], devices=["cuda"], echo=False)
+    r = subprocess.run([sys.executable, "-m", "ihdm.cli", "bench", "config/test.yaml", "--quick",
+                        "--sections", "heat", "--devices", "cuda"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "ihdm bench: error: --devices cuda: torch sees no CUDA device on this machine"], r.stderr
