@@ -154,9 +154,9 @@ class HeatOperator:
     """Per-level heat operators F(t_k) for a fixed schedule, image size, dtype and device.
 
     ``blur(u, k)`` applies F(t_k) with one level per image; ``blur_pair(u, k)`` returns
-    F(t_k)u and F(t_{k-1})u in one call (the dct and split routes share the forward
-    transform between the two levels; the dense route runs two blurs, which measured
-    faster than sharing its first product). Three exact routes; ``route="auto"`` picks
+    F(t_k)u and F(t_{k-1})u in one call (the dct route and the split route's truncated
+    buckets share the forward transform between the two levels; the dense route runs two
+    blurs, which measured faster than sharing its first product). Three exact routes; ``route="auto"`` picks
     ``dense`` up to 64×64 pixels on the CPU and on every other device, ``dct`` above it:
 
     * ``dense``: gather the separable factors A_H[k], A_W[k] per image and apply them with
