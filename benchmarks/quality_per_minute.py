@@ -5,7 +5,7 @@ CPU thread per run (two runs side by side on a 2-core machine), samples from eac
 scores the samples with the domain metric (Fréchet distance of digit-classifier features
 against the real MNIST test set; lower is better) and the classifier's confident share.
 
-    python benchmarks/quality_per_minute.py --minutes 6 --out results/bench/quality.json
+    python benchmarks/quality_per_minute.py --minutes 7 [--sweep first|second]
 
 Prints one row per candidate. Numbers are for the machine it runs on.
 """
@@ -31,7 +31,18 @@ CANDIDATES = {
                          "train.cpu_bf16=true"],
     "c16-124_k100_bf16": ["unet.channels=16", "unet.channel_mult=[1,2,4]", "heat.K=100", "train.lr=0.001",
                           "train.cpu_bf16=true"],
+    # second sweep, around the default (16 x (1,2,4), K = 20, bf16, batch 64, lr 1e-3) and with
+    # the EMA warm-up: batch size, learning rate, width, K
+    "default": [],
+    "bs32": ["train.batch_size=32"],
+    "bs128": ["train.batch_size=128"],
+    "lr2e-3": ["train.lr=0.002"],
+    "lr5e-4": ["train.lr=0.0005"],
+    "c24": ["unet.channels=24"],
+    "k10": ["heat.K=10"],
+    "k40": ["heat.K=40"],
 }
+SWEEPS = {"first": list(CANDIDATES)[:6], "second": list(CANDIDATES)[6:]}
 
 
 def run(cmd: list[str], log: Path) -> subprocess.Popen:
@@ -45,7 +56,8 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--work", default="results/bench/quality")
-    p.add_argument("--only", nargs="*")
+    p.add_argument("--only", nargs="*", help="candidates to run (default: the --sweep)")
+    p.add_argument("--sweep", choices=list(SWEEPS), default="second")
     p.add_argument("--test-root", default=None)
     args = p.parse_args()
     work = Path(args.work)
@@ -59,7 +71,7 @@ def main() -> None:
                        check=True)
         subprocess.run(ihdm + ["classifier", args.config, "--data", str(train_npz), "--test", str(test_npz),
                                "--out", str(clf)], check=True)
-    names = args.only or list(CANDIDATES)
+    names = args.only or SWEEPS[args.sweep]
     common = ["--set", "train.threads=1", "--set", f"train.time_budget_min={args.minutes}",
               "--set", "train.steps=1000000", "--set", "train.checkpoint_every=100000"]
     queue = [n for n in names if not (work / n / "final.pt").exists()]  # finished runs are kept
