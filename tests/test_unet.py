@@ -227,11 +227,12 @@ def test_cuda_graphs_replay_the_eager_network(bf16: bool) -> None:
     net = net.cuda().eval()
     graphed = CUDAGraphed(net)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False)
+    tol = 2e-2 if bf16 else 1e-5  # a replay may pick other cuBLAS kernels: ulps of bf16
     with torch.inference_mode(), amp:
         for b in (4, 4, 3, 4):  # shape 4 captured once and replayed, shape 3 gets its own
             x = torch.rand(b, 1, 16, 16, device="cuda")
             t = torch.randint(0, 10, (b,), device="cuda")
-            torch.testing.assert_close(graphed(x, t), net(x, t), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(graphed(x, t), net(x, t), rtol=tol, atol=tol)
     assert len(graphed._graphs) == 2
     cfg = load(None, ["data.resolution=16", "heat.K=10"])
     ihdm = IHDM.from_config(cfg)
@@ -239,4 +240,4 @@ def test_cuda_graphs_replay_the_eager_network(bf16: bool) -> None:
     with amp:
         eager = ihdm.sample(net, 6, (1, 16, 16), prior_images=prior, seed=3, batch_size=4, device="cuda")
         replay = ihdm.sample(graphed, 6, (1, 16, 16), prior_images=prior, seed=3, batch_size=4, device="cuda")
-    torch.testing.assert_close(replay["images"], eager["images"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(replay["images"], eager["images"], rtol=10 * tol, atol=10 * tol)
