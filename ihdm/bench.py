@@ -328,9 +328,9 @@ class PeakMemory:
 
 
 # --------------------------------------------------------------------------- train / sample
-def _autocast(device: torch.device, precision: str, cache: bool = True):
+def _autocast(device: torch.device, precision: str):
     if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -418,7 +418,7 @@ def sample_benchmark(cfg: dict, *, device: str, precision: str, n: int, seed: in
     }
     rows = []
     for model, (net_evals, fn) in runs.items():
-        with _autocast(dev, precision, cache=not cuda_graphs):
+        with _autocast(dev, precision):
             fn()  # warm-up (and, with CUDA graphs, the capture)
             times = time_interleaved({model: fn}, rounds=1, warmup=0, device=dev)[model]["wall"]
         sec = float(np.median(times))

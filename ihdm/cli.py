@@ -115,8 +115,7 @@ def cmd_sample(args) -> None:
     if overrides is not None:  # sampling settings come from the given config
         cfg = {**cfg, "sample": overrides["sample"]}
     sc = cfg["sample"]
-    graphs = sc["cuda_graphs"] and device.type == "cuda"
-    if graphs:
+    if sc["cuda_graphs"] and device.type == "cuda":
         from .unet import CUDAGraphed
 
         net = CUDAGraphed(net)
@@ -134,7 +133,7 @@ def cmd_sample(args) -> None:
     else:
         kwargs.update(sampler=args.sampler)
     n = args.n if args.n is not None else sc["n"]
-    amp = autocast(cfg, device, cache=not graphs)
+    amp = autocast(cfg, device)
     if model == "ddpm" and args.variant == "interpolate":
         # one DDIM interpolation of `frames` images per row, each row from its own pair of noises
         # (all rows in one batched DDIM run, eta = 0: deterministic given the noises)

@@ -89,13 +89,12 @@ def resolve_device(cfg: dict) -> torch.device:
     return torch.device(want)
 
 
-def autocast(cfg: dict, device: torch.device, cache: bool = True):
+def autocast(cfg: dict, device: torch.device):
     """bf16 autocast where the config asks for it: train.mixed_precision on CUDA,
-    train.cpu_bf16 on the CPU. Used for training, sampling and likelihoods alike.
-    ``cache=False`` turns off autocast's cache of cast weights, as CUDA-graph capture needs."""
+    train.cpu_bf16 on the CPU. Used for training, sampling and likelihoods alike."""
     tc = cfg["train"]
     enabled = tc["mixed_precision"] if device.type == "cuda" else tc["cpu_bf16"]
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=cache)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def build_process(cfg: dict, model: str):

@@ -320,7 +320,9 @@ class CUDAGraphed(nn.Module):
     """``net(x, t)`` replayed from CUDA graphs: one graph per input shape, dtype and
     autocast state, captured on first use (after a few warm-up calls on a side stream),
     then replayed with the inputs copied into its static buffers. Removes the per-kernel
-    launch cost that dominates small-batch sampling on a GPU. Inference only (no autograd);
+    launch cost that dominates small-batch sampling on a GPU. Warm-up and capture run
+    with autocast's cache of cast weights off (capture needs that), whatever the caller's
+    autocast context sets; dtype and on/off follow it. Inference only (no autograd);
     on any other device it calls ``net`` directly. Each call returns a copy of the graph's
     output, which the next replay overwrites.
     """
@@ -346,13 +348,16 @@ class CUDAGraphed(nn.Module):
 
     def _capture(self, x: torch.Tensor, t: torch.Tensor) -> tuple:
         sx, st = x.clone(), t.clone()
+        no_cache = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
+                                  enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False)
         side = torch.cuda.Stream(device=x.device)
         side.wait_stream(torch.cuda.current_stream(x.device))
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):
-                self.net(sx, st)
-        torch.cuda.current_stream(x.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = self.net(sx, st)
+        with no_cache:
+            with torch.cuda.stream(side):
+                for _ in range(self.warmup):
+                    self.net(sx, st)
+            torch.cuda.current_stream(x.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self.net(sx, st)
         return graph, sx, st, out
