@@ -156,8 +156,9 @@ class HeatOperator:
     ``blur(u, k)`` applies F(t_k) with one level per image; ``blur_pair(u, k)`` returns
     F(t_k)u and F(t_{k-1})u in one call (the dct route and the split route's truncated
     buckets share the forward transform between the two levels; the dense route runs two
-    blurs, which measured faster than sharing its first product). Three exact routes; ``route="auto"`` picks
-    ``dense`` up to 64×64 pixels on the CPU and on every other device, ``dct`` above it:
+    blurs, which measured faster than sharing its first product). Three exact routes;
+    ``route="auto"`` picks ``dense`` up to 64×64 pixels on the CPU and on every other
+    device, ``dct`` above it:
 
     * ``dense``: gather the separable factors A_H[k], A_W[k] per image and apply them with
       two batched matrix products (O(L³) per channel, but near the machine's peak).
