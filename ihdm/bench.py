@@ -110,7 +110,9 @@ def _sync(device: torch.device) -> None:
 def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int,
                      device: torch.device, block_s: float = 0.0) -> dict[str, dict[str, list[float]]]:
     """Seconds per call of each function, with the functions taking turns in every round
-    so that a change in the machine's load hits them alike.
+    so that a change in the machine's load hits them alike. The order rotates by one each
+    round, so that no function always runs right after the same other one (what ran before
+    decides which caches are warm and whether freed memory is still mapped).
 
     Per round and function: ``single``, one call timed right after the previous function
     ran, and ``wall``/``cpu``, the wall and process-CPU seconds per call over a block of
@@ -131,8 +133,10 @@ def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: 
              for name in fns}
     out: dict[str, dict[str, list[float]]] = {
         name: {"single": [], "wall": [], "cpu": []} for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[name]
             _sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             fn()

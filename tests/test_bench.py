@@ -87,10 +87,13 @@ def test_timing_blocks_give_the_time_per_call():
     from ihdm.bench import time_interleaved
 
     calls = {"a": 0, "b": 0}
+    order = []
 
     def sleeper(name, s):
         def fn():
             calls[name] += 1
+            if not order or order[-1] != name:
+                order.append(name)
             time.sleep(s)
         return fn
 
@@ -101,6 +104,8 @@ def test_timing_blocks_give_the_time_per_call():
         assert all(s <= w < 3 * s for w in t[name]["wall"]), (name, t[name]["wall"])
     # per round: one single call and a block of about 0.04 s: 20 calls of a, 4 of b
     assert 3 * 11 <= calls["a"] <= 1 + 3 * 31 and 1 + 3 * 3 <= calls["b"] <= 1 + 3 * 6
+    # warm-up a, b; then the rounds in rotated order: a b | b a | a b
+    assert order == ["a", "b", "a", "b", "a", "b"], order
     plain = time_interleaved({"a": sleeper("a", 0.002)}, rounds=2, warmup=0, device=torch.device("cpu"))
     assert plain["a"]["wall"] == plain["a"]["single"]
 
