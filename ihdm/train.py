@@ -25,6 +25,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,32 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+@dataclass
+class _Run:
+    """What the training steps of one run work with (one process of a data-parallel run)."""
+
+    cfg: dict
+    model: str
+    out: Path
+    progress: bool
+    process: object  # IHDM or DDPM: .loss(step_fn, u0, generator=, shard=)
+    images: torch.Tensor  # uint8 (N, C, H, W) on the device
+    net: nn.Module
+    ema: nn.Module
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    step_fn: nn.Module  # net, or its DDP / compiled wrapper
+    rank: int
+    world: int
+    shard: slice | None
+    device: torch.device
+    memory_format: torch.memory_format
+
+    @property
+    def main_rank(self) -> bool:
+        return self.rank == 0
+
+
 def _train(cfg, model, data_path, out, progress) -> Path:
     tc = cfg["train"]
     if tc["threads"]:
@@ -206,7 +233,6 @@ def _train(cfg, model, data_path, out, progress) -> Path:
                          f"number of processes ({world})")
     local = tc["batch_size"] // world
     shard = slice(rank * local, (rank + 1) * local) if world > 1 else None
-    main_rank = rank == 0
     process = build_process(cfg, model)
     images_np = training_images(cfg, data_path)
     # uint8 NCHW in memory (on the GPU when there), converted per batch: no per-sample Python
@@ -255,23 +281,24 @@ def _train(cfg, model, data_path, out, progress) -> Path:
         step_fn = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     if tc["compile"]:
         step_fn = torch.compile(step_fn)
+    run = _Run(cfg, model, out, progress, process, images, net, ema, opt, gen, step_fn, rank,
+               world, shard, device, memory_format)
     with _stop_on_signals() as stop:
-        done, trained_s = _loop(cfg, model, out, progress, process, images, net, ema, opt, gen,
-                                step_fn, start, trained_s, main_rank, world, shard, device,
-                                memory_format, stop)
-    return _write_final(cfg, model, data_path, out, net, ema, done, trained_s, world, main_rank)
+        done, trained_s = _loop(run, start, trained_s, stop)
+    return _write_final(run, data_path, done, trained_s)
 
 
-def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_fn, start,
-          trained_s, main_rank, world, shard, device, memory_format, stop) -> tuple[int, float]:
+def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, float]:
     """The training steps from ``start``, after ``trained_s`` seconds of training in earlier
     runs; returns (steps done, training seconds in all runs). A signal in ``stop`` ends the
     loop after the step in progress, with a checkpoint. train.time_budget_min counts the
     training time of all runs, so a preempted and resumed run gets the same compute."""
     import torch.distributed as dist
 
+    cfg, model, out, net, ema, opt, gen = run.cfg, run.model, run.out, run.net, run.ema, run.opt, run.gen
+    main_rank, world, device = run.main_rank, run.world, run.device
     tc = cfg["train"]
-    N = images.shape[0]
+    N = run.images.shape[0]
 
     def save_state(step: int) -> None:
         if not main_rank:
@@ -300,7 +327,7 @@ def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_f
 
         last_t, acc, acc_n = t0, 0.0, 0
         bar = tqdm(range(start, tc["steps"]), initial=start, total=tc["steps"],
-                   disable=not (progress and main_rank), desc=f"train {model}", mininterval=2.0)
+                   disable=not (run.progress and main_rank), desc=f"train {model}", mininterval=2.0)
         net.train()
         budget = tc["time_budget_min"] * 60 if tc["time_budget_min"] else None
         done = start
@@ -308,9 +335,9 @@ def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_f
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, tc)
             idx = torch.randint(0, N, (tc["batch_size"],), device=device, generator=gen)
-            u0 = images[idx].float().div_(255.0).contiguous(memory_format=memory_format)
+            u0 = run.images[idx].float().div_(255.0).contiguous(memory_format=run.memory_format)
             with autocast(cfg, device):
-                loss = process.loss(step_fn, u0, generator=gen, shard=shard)
+                loss = run.process.loss(run.step_fn, u0, generator=gen, shard=run.shard)
             reported = loss.detach().clone()
             if world > 1:  # every rank sees the mean over the whole batch (and stops together)
                 dist.all_reduce(reported, op=dist.ReduceOp.AVG)
@@ -332,7 +359,7 @@ def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_f
                 now = time.perf_counter()
                 ips = acc_n * tc["batch_size"] / max(now - last_t, 1e-9)
                 writer.writerow([done, f"{acc / acc_n:.6g}", f"{lr_at(step, tc):.3g}",
-                                 f"{ips:.1f}", f"{trained_s + now - t0:.1f}"])
+                                 f"{ips:.1f}", f"{clock():.1f}"])
                 fh.flush()
                 bar.set_postfix(loss=f"{acc / acc_n:.4g}", ips=f"{ips:.0f}")
                 acc, acc_n, last_t = 0.0, 0, now
@@ -358,18 +385,18 @@ def _loop(cfg, model, out, progress, process, images, net, ema, opt, gen, step_f
     return done, clock()
 
 
-def _write_final(cfg, model, data_path, out, net, ema, done, trained_s, world, main_rank) -> Path:
+def _write_final(run: _Run, data_path, done: int, trained_s: float) -> Path:
     import torch.distributed as dist
 
-    final = out / "final.pt"
-    if world > 1:
+    final = run.out / "final.pt"
+    if run.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-        if not main_rank:
+        if not run.main_rank:
             return final
     ckpt_io.atomic_save(
-        {"model": model, "config": cfg, "step": done, "net": net.state_dict(),
-         "ema": ema.state_dict(), "data_path": str(Path(data_path).resolve()),
+        {"model": run.model, "config": run.cfg, "step": done, "net": run.net.state_dict(),
+         "ema": run.ema.state_dict(), "data_path": str(Path(data_path).resolve()),
          "train_seconds": trained_s},
         final,
     )
