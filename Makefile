@@ -49,4 +49,4 @@ clean:
 # wheels that the GPU machines' image lacks (Python 3.12, x86-64), for benchmarks/gpu_check.sh
 gpu-wheels:
 	python3 -m pip download --quiet --dest .gpu-wheels --only-binary=:all: --python-version 3.12 \
-		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 jsonschema
+		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 jsonschema tqdm pillow

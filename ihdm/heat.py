@@ -113,20 +113,21 @@ def dissipate(u: Tensor, t) -> Tensor:
     if not torch.is_floating_point(u):
         raise TypeError(f"u must be a floating-point tensor, got {u.dtype}")
     H, W = u.shape[-2:]
-    t = _as_times(t, u)
+    dtype, device = u.dtype, u.device
+    t = _as_times(t, u).to(device)  # the decay is built where u is
     if (t < 0).any():
         raise ValueError("heat time t must be non-negative")
-    dtype, device = u.dtype, u.device
     DH = dct_matrix(H, dtype, device)
     DW = dct_matrix(W, dtype, device)
-    lam = torch.as_tensor(eigenvalues(H)[:, None] + eigenvalues(W)[None, :], dtype=torch.float64)
+    lam = torch.as_tensor(eigenvalues(H)[:, None] + eigenvalues(W)[None, :], dtype=torch.float64,
+                          device=device)
     if t.ndim == 0:
         decay = torch.exp(-lam * t)
     else:
         decay = torch.exp(-t.view(-1, *([1] * (u.ndim - 1))) * lam)
     mean = u.mean(dim=(-2, -1), keepdim=True)  # kept by F(t); centring halves the round-off
     coeffs = DH @ (u - mean) @ DW.T
-    return DH.T @ (coeffs * decay.to(dtype=dtype, device=device)) @ DW + mean
+    return DH.T @ (coeffs * decay.to(dtype)) @ DW + mean
 
 
 ROUTES = ("auto", "dense", "split", "dct")
@@ -256,7 +257,9 @@ class HeatOperator:
             self._full["W"] = heat_matrix(self.W, self.times, self.dtype, self.device)
         return self._full["W"]
 
-    def _check(self, u: Tensor, k) -> Tensor:
+    def _check(self, u: Tensor, k, lowest: int = 0) -> Tensor:
+        """k as a level per image on the operator's device, each in lowest..K. The range
+        check reads both ends back in one transfer (one host sync on a GPU)."""
         if u.ndim != 4 or u.shape[-2:] != (self.H, self.W):
             raise ValueError(
                 f"operator built for (B, C, {self.H}, {self.W}) images, got shape {tuple(u.shape)}"
@@ -268,8 +271,10 @@ class HeatOperator:
             raise ValueError(
                 f"need one blur level per image: {u.shape[0]} images, k of shape {tuple(k.shape)}"
             )
-        if int(k.min()) < 0 or int(k.max()) > self.K:
-            raise ValueError(f"blur level must lie in 0..{self.K}, got {int(k.min())}..{int(k.max())}")
+        lo, hi = torch.stack(torch.aminmax(k)).tolist()
+        if lo < lowest or hi > self.K:
+            need = "blur_pair needs levels" if lowest else "blur level must lie"
+            raise ValueError(f"{need} in {lowest}..{self.K}, got {lo}..{hi}")
         return k
 
     # ----------------------------------------------------------------- public
@@ -287,9 +292,7 @@ class HeatOperator:
 
     def blur_pair(self, u: Tensor, k) -> tuple[Tensor, Tensor]:
         """(F(t_k) u, F(t_{k-1}) u) in one call."""
-        k = self._check(u, k)
-        if int(k.min()) < 1:
-            raise ValueError("blur_pair needs levels k >= 1")
+        k = self._check(u, k, lowest=1)
         with torch.autocast(self.device.type, enabled=False):
             if self.route == "dct":
                 return self._dct(u, k, pair=True)

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import csv
 import logging
+import math
 import os
 import signal
 import threading
@@ -34,7 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
-from .config import validate
+from .config import ConfigError, validate
 from .data import load_images
 from .unet import build_unet
 
@@ -188,13 +189,18 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, device
+    if device.type == "cuda":  # the GPU first, then the process group (as torch documents)
+        local, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local >= gpus:
+            raise ConfigError(
+                f"train.processes: process {local} on this node has no GPU of its own ({gpus} "
+                "visible); run at most one process per GPU"
+            )
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank = dist.get_rank()
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    return rank, world, device
+    return dist.get_rank(), world, device
 
 
 @dataclass
@@ -256,6 +262,12 @@ def _train(cfg, model, data_path, out, progress) -> Path:
             raise ValueError(
                 f"{out}: holds checkpoints of model '{state['model']}', not '{model}'; "
                 "use another output folder"
+            )
+        if state["rng"]["generator"].numel() != gen.get_state().numel():
+            raise ValueError(
+                f"{state['path']}: written by a run whose random generator lived on another kind "
+                f"of device than this run's ({device.type}); resume with the same train.device, "
+                "or use another output folder"
             )
         net.load_state_dict(state["net"])
         ema.load_state_dict(state["ema"])
@@ -325,7 +337,7 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
         def clock() -> float:  # training seconds over this run and the earlier ones
             return trained_s + time.perf_counter() - t0
 
-        last_t, acc, acc_n = t0, 0.0, 0
+        last_t, acc, acc_n = t0, None, 0
         bar = tqdm(range(start, tc["steps"]), initial=start, total=tc["steps"],
                    disable=not (run.progress and main_rank), desc=f"train {model}", mininterval=2.0)
         net.train()
@@ -341,28 +353,17 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
             reported = loss.detach().clone()
             if world > 1:  # every rank sees the mean over the whole batch (and stops together)
                 dist.all_reduce(reported, op=dist.ReduceOp.AVG)
-            if not torch.isfinite(reported):
-                raise TrainingDiverged(
-                    f"loss is {reported.item()} at step {step + 1}; stopped. The last good checkpoint "
-                    f"in {out / 'checkpoints'} is kept; lower train.lr or check the data"
-                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tc["grad_clip"]:
                 nn.utils.clip_grad_norm_(net.parameters(), tc["grad_clip"])
             opt.step()
             ema_update(ema, net, ema_decay_at(step, tc))
-            acc += reported.item()
+            # summed where the loss is: read back (a host sync on a GPU) only to log,
+            # to checkpoint or to stop, and checked for divergence then
+            acc = reported if acc is None else acc + reported
             acc_n += 1
             done = step + 1
-            if done % tc["log_every"] == 0 or done == tc["steps"]:
-                now = time.perf_counter()
-                ips = acc_n * tc["batch_size"] / max(now - last_t, 1e-9)
-                writer.writerow([done, f"{acc / acc_n:.6g}", f"{lr_at(step, tc):.3g}",
-                                 f"{ips:.1f}", f"{clock():.1f}"])
-                fh.flush()
-                bar.set_postfix(loss=f"{acc / acc_n:.4g}", ips=f"{ips:.0f}")
-                acc, acc_n, last_t = 0.0, 0, now
             out_of_time = budget is not None and clock() > budget
             stopped = bool(stop)
             if world > 1:  # one collective: rank 0's clock decides the budget, a signal to
@@ -370,7 +371,24 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
                 flags = torch.tensor([float(out_of_time and main_rank), float(stopped)], device=device)
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX)
                 out_of_time, stopped = bool(flags[0].item()), bool(flags[1].item())
-            if done % tc["checkpoint_every"] == 0 or done == tc["steps"] or out_of_time or stopped:
+            log_due = done % tc["log_every"] == 0 or done == tc["steps"]
+            save_due = done % tc["checkpoint_every"] == 0 or done == tc["steps"] or out_of_time or stopped
+            if log_due or save_due:
+                mean = acc.item() / acc_n
+                if not math.isfinite(mean):
+                    raise TrainingDiverged(
+                        f"loss is {mean} in steps {done - acc_n + 1}..{done}; stopped. The last good "
+                        f"checkpoint in {out / 'checkpoints'} is kept; lower train.lr or check the data"
+                    )
+            if log_due:
+                now = time.perf_counter()
+                ips = acc_n * tc["batch_size"] / max(now - last_t, 1e-9)
+                writer.writerow([done, f"{mean:.6g}", f"{lr_at(step, tc):.3g}",
+                                 f"{ips:.1f}", f"{clock():.1f}"])
+                fh.flush()
+                bar.set_postfix(loss=f"{mean:.4g}", ips=f"{ips:.0f}")
+                acc, acc_n, last_t = None, 0, now
+            if save_due:
                 save_state(done)
             if stopped:
                 signum = stop[0] if stop else signal.SIGTERM

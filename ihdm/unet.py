@@ -322,9 +322,11 @@ class CUDAGraphed(nn.Module):
     then replayed with the inputs copied into its static buffers. Removes the per-kernel
     launch cost that dominates small-batch sampling on a GPU. Warm-up and capture run
     with autocast's cache of cast weights off (capture needs that), whatever the caller's
-    autocast context sets; dtype and on/off follow it. Inference only (no autograd);
-    on any other device it calls ``net`` directly. Each call returns a copy of the graph's
-    output, which the next replay overwrites.
+    autocast context sets; dtype and on/off follow it. Each call returns a copy of the
+    graph's output, which the next replay overwrites. Inference only: the wrapper and its
+    net stay in eval mode (``train()`` keeps them there, so a graph never holds dropout),
+    and on CUDA it must be called under ``torch.inference_mode()``, as the samplers do. On
+    any other device it calls ``net`` directly.
     """
 
     def __init__(self, net: nn.Module, warmup: int = 3):
@@ -332,19 +334,31 @@ class CUDAGraphed(nn.Module):
         self.net = net
         self.warmup = warmup
         self._graphs: dict[tuple, tuple] = {}
+        self.train(False)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def train(self, mode: bool = True) -> CUDAGraphed:
+        """Stays in eval mode whatever ``mode`` says (the graphs are inference graphs)."""
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         if x.device.type != "cuda":
             return self.net(x, t)
+        if not torch.is_inference_mode_enabled():
+            raise RuntimeError("CUDAGraphed replays inference graphs: call it under "
+                               "torch.inference_mode()")
+        t = torch.as_tensor(t, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
         key = (tuple(x.shape), x.dtype, tuple(t.shape), t.dtype, torch.is_autocast_enabled("cuda"),
                torch.get_autocast_dtype("cuda"))
-        if key not in self._graphs:
-            self._graphs[key] = self._capture(x, t)
-        graph, sx, st, out = self._graphs[key]
-        sx.copy_(x)
-        st.copy_(t)
-        graph.replay()
-        return out.clone()
+        with torch.cuda.device(x.device):  # capture and replay on x's GPU
+            if key not in self._graphs:
+                self._graphs[key] = self._capture(x, t)
+            graph, sx, st, out = self._graphs[key]
+            sx.copy_(x)
+            st.copy_(t)
+            graph.replay()
+            return out.clone()
 
     def _capture(self, x: torch.Tensor, t: torch.Tensor) -> tuple:
         sx, st = x.clone(), t.clone()

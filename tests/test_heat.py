@@ -126,11 +126,17 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="non-negative"):
         dissipate(torch.zeros(3, 8, 8), -1.0)
     op = HeatOperator([0.0, 1.0], 8, 8)
-    with pytest.raises(ValueError, match="level"):
+    with pytest.raises(ValueError, match=r"level must lie in 0\.\.1, got 2\.\.2"):
         op.blur(torch.zeros(1, 1, 8, 8), 2)
+    with pytest.raises(ValueError, match=r"blur_pair needs levels in 1\.\.1, got 0\.\.1"):
+        op.blur_pair(torch.zeros(2, 1, 8, 8), torch.tensor([1, 0]))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     u = torch.rand(4, 3, 32, 32)
     assert torch.allclose(dissipate(u.cuda(), 2.0).cpu(), dissipate(u, 2.0), atol=1e-6)
+    # one time per image, given on either device (ihdm bench passes them on CUDA)
+    t = torch.rand(u.shape[0], dtype=torch.float64) * 5
+    for tt in (t, t.cuda(), t.numpy()):
+        assert torch.allclose(dissipate(u.cuda(), tt).cpu(), dissipate(u, t), atol=1e-6)

@@ -80,7 +80,7 @@ def test_pickle_with_code_is_refused(tmp_path):
 def test_diverging_loss_stops_and_keeps_last_checkpoint(tmp_path, mnist_npz):
     cfg = tiny_config(train__checkpoint_every=3, train__steps=200, train__lr=1e36,
                       train__warmup_steps=0, train__grad_clip=None)
-    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) in steps \d+\.\.\d+; stopped\. The last good checkpoint"):
         train(cfg, "ihdm", mnist_npz, tmp_path / "run", progress=False)
     ckpts = list_checkpoints(tmp_path / "run" / "checkpoints")
     for path in ckpts:  # whatever was saved is readable and finite
@@ -96,6 +96,22 @@ def test_model_mismatch_and_load_model(tmp_path, mnist_npz):
     assert model == "ihdm" and cfg2["heat"]["K"] == cfg["heat"]["K"] and not net.training
     with pytest.raises(ValueError, match="model 'ihdm'"):
         train(tiny_config(train__steps=6), "ddpm", mnist_npz, tmp_path / "run", progress=False)
+
+
+def test_resume_on_another_kind_of_device_is_refused(tmp_path, mnist_npz):
+    """A checkpoint whose generator state is CUDA's (16 bytes of Philox state) cannot resume
+    on the CPU: a clear error, and the checkpoint is left as it was."""
+    cfg = tiny_config(train__steps=4, train__checkpoint_every=2)
+    train(cfg, "ihdm", mnist_npz, tmp_path / "run", progress=False)
+    ckpt = list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    state = torch.load(ckpt, weights_only=True)
+    state["rng"]["generator"] = torch.zeros(16, dtype=torch.uint8)  # as written on CUDA
+    torch.save(state, ckpt)
+    before = ckpt.read_bytes()
+    with pytest.raises(ValueError, match=r"another kind of device than this run's \(cpu\)"):
+        train(tiny_config(train__steps=6, train__checkpoint_every=2), "ihdm", mnist_npz,
+              tmp_path / "run", progress=False)
+    assert ckpt.read_bytes() == before
 
 
 def test_data_parallel_matches_single_process(tmp_path, mnist_npz):

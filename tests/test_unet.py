@@ -203,8 +203,8 @@ def test_cuda_graphed_calls_the_net_directly_off_cuda() -> None:
     torch.manual_seed(0)
     net = tiny()
     train_steps(net, torch.rand(2, 1, 16, 16), 2)
-    net.eval()
-    graphed = CUDAGraphed(net)
+    graphed = CUDAGraphed(net)  # puts the net in eval mode, and train() keeps it there
+    assert not net.training and not graphed.train().training and not net.training
     x, t = torch.rand(3, 1, 16, 16), torch.tensor([1, 5, 9])
     with torch.inference_mode():
         assert torch.equal(graphed(x, t), net(x, t))
@@ -235,6 +235,11 @@ def test_cuda_graphs_replay_the_eager_network(bf16: bool) -> None:
             t = torch.randint(0, 10, (b,), device="cuda")
             torch.testing.assert_close(graphed(x, t), net(x, t), rtol=tol, atol=tol)
     assert len(graphed._graphs) == 2
+    with pytest.raises(RuntimeError, match="inference_mode"):
+        graphed(x, t)  # outside inference mode the static buffers cannot take the inputs
+    with torch.inference_mode():  # a scalar level is expanded to one per image
+        torch.testing.assert_close(graphed(x, 7), net(x, torch.full((b,), 7, device="cuda")),
+                                   rtol=1e-5, atol=1e-5)
     cfg = load(None, ["data.resolution=16", "heat.K=10"])
     ihdm = IHDM.from_config(cfg)
     prior = torch.rand(8, 1, 16, 16)
