@@ -23,9 +23,9 @@ import time
 import numpy as np
 import torch
 
-from ihdm.bench import HEAT_K, PAPER_SIGMA_MAX, _decay_factors, scipy_heat
+from ihdm.bench import heat_batch, scipy_at_levels
 from ihdm.config import load_config
-from ihdm.heat import HeatOperator, blur_schedule, blur_times
+from ihdm.heat import HeatOperator, mode_decay
 from ihdm.unet import build_unet
 
 
@@ -55,18 +55,11 @@ def training_work() -> callable:
 
 def compare(size: int, rounds: int, block_s: float, in_training: int = 0, work=None,
             batch: int = 128, channels: int = 3) -> dict:
-    times = blur_times(blur_schedule(HEAT_K, 0.5, PAPER_SIGMA_MAX.get(size, 24.0 * size / 32)))
-    rng = np.random.default_rng(0)
-    u_np = rng.uniform(size=(batch, channels, size, size)).astype(np.float32)
-    k_np = rng.integers(1, HEAT_K + 1, size=batch)
+    times, u_np, k_np = heat_batch(size, batch, channels)
     u, k = torch.from_numpy(u_np), torch.from_numpy(k_np)
     op = HeatOperator(times, size, size)
-    decay = _decay_factors(size, times).astype(np.float32)
-
-    def scipy_route():
-        return scipy_heat(u_np, decay[k_np][:, None, :, None] * decay[k_np][:, None, None, :])
-
-    fns = {"ours": lambda: op.blur(u, k), "scipy": scipy_route}
+    decay = mode_decay(times, size).astype(np.float32)
+    fns = {"ours": lambda: op.blur(u, k), "scipy": lambda: scipy_at_levels(u_np, decay, k_np)}
     seconds: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():

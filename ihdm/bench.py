@@ -48,7 +48,7 @@ import scipy
 import scipy.fft
 import torch
 
-from .heat import HeatOperator, blur_schedule, blur_times, dissipate
+from .heat import HeatOperator, blur_schedule, blur_times, dissipate, mode_decay
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -175,9 +175,25 @@ def scipy_heat(u: np.ndarray, decay: np.ndarray, workers: int = -1) -> np.ndarra
                            overwrite_x=True)
 
 
-def _decay_factors(L: int, times: np.ndarray) -> np.ndarray:
-    """exp(-π²n²t/L²) per level and 1-D mode, (K+1, L) float64."""
-    return np.exp(-np.multiply.outer(times, (np.pi * np.arange(L) / L) ** 2))
+def scipy_at_levels(u: np.ndarray, decay: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """scipy's DCT route for images u (B, C, L, L), image i at level k[i]; ``decay`` is
+    the per-axis decay of every level, (K+1, L) (:func:`ihdm.heat.mode_decay`)."""
+    return scipy_heat(u, decay[k][:, None, :, None] * decay[k][:, None, None, :])
+
+
+def paper_sigma_max(size: int) -> float:
+    """blur_sigma_max of the paper's config at this resolution; 24·L/32 for other sizes."""
+    return PAPER_SIGMA_MAX.get(size, 24.0 * size / 32)
+
+
+def heat_batch(size: int, batch: int = 128, channels: int = 3, K: int = HEAT_K, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(heat times of the schedule, images, one level in 1..K per image): the mixed-level
+    float32 batch of every heat comparison, with the paper's blur_sigma_max for ``size``."""
+    times = blur_times(blur_schedule(K, 0.5, paper_sigma_max(size)))
+    rng = np.random.default_rng(seed)
+    u_np = rng.uniform(size=(batch, channels, size, size)).astype(np.float32)
+    return times, u_np, rng.integers(1, K + 1, size=batch)
 
 
 def heat_benchmark(size: int, *, batch: int = 128, channels: int = 3, K: int = HEAT_K,
@@ -185,15 +201,10 @@ def heat_benchmark(size: int, *, batch: int = 128, channels: int = 3, K: int = H
                    compare_dense: bool = True) -> dict:
     """One row of the heat table: every method on the same batch and levels."""
     dev = torch.device(device)
-    sigma_max = PAPER_SIGMA_MAX.get(size, 24.0 * size / 32)
-    times = blur_times(blur_schedule(K, 0.5, sigma_max))
-    rng = np.random.default_rng(seed)
-    u_np = rng.uniform(size=(batch, channels, size, size)).astype(np.float32)
-    k_np = rng.integers(1, K + 1, size=batch)
-    eH = _decay_factors(size, times)
-    ref = scipy_heat(u_np.astype(np.float64), (eH[k_np][:, :, None] * eH[k_np][:, None, :])[:, None])
-    ref_prev = scipy_heat(u_np.astype(np.float64),
-                          (eH[k_np - 1][:, :, None] * eH[k_np - 1][:, None, :])[:, None])
+    times, u_np, k_np = heat_batch(size, batch, channels, K, seed)
+    eH = mode_decay(times, size)
+    ref = scipy_at_levels(u_np.astype(np.float64), eH, k_np)
+    ref_prev = scipy_at_levels(u_np.astype(np.float64), eH, k_np - 1)
 
     u = torch.from_numpy(u_np).to(dev)
     k = torch.from_numpy(k_np).to(dev)
@@ -212,12 +223,7 @@ def heat_benchmark(size: int, *, batch: int = 128, channels: int = 3, K: int = H
         fns["ours_dense_pair"] = lambda: dense.blur_pair(u, k)
     if dev.type == "cpu":
         eH32 = eH.astype(np.float32)
-
-        def scipy_route():
-            decay = eH32[k_np][:, None, :, None] * eH32[k_np][:, None, None, :]
-            return scipy_heat(u_np, decay)
-
-        fns["scipy_dct"] = scipy_route
+        fns["scipy_dct"] = lambda: scipy_at_levels(u_np, eH32, k_np)
     fns["dissipate"] = lambda: dissipate(u, t_k)
 
     def err(a, b=ref) -> float:
@@ -235,7 +241,7 @@ def heat_benchmark(size: int, *, batch: int = 128, channels: int = 3, K: int = H
     methods = {name: {**_rate(timings[name], batch, dev.type == "cpu"), "max_abs_err": errors[name]}
                for name in fns}
     return {"device": dev.type, "size": size, "batch": batch, "channels": channels, "K": K,
-            "blur_sigma_max": sigma_max, "route": op.route, "setup_s": setup_s,
+            "blur_sigma_max": paper_sigma_max(size), "route": op.route, "setup_s": setup_s,
             "methods": methods}
 
 

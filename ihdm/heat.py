@@ -73,14 +73,14 @@ def eigenvalues(L: int) -> np.ndarray:
     return (np.pi * np.arange(L) / L) ** 2
 
 
-def _decay(t, L: int) -> np.ndarray:
+def mode_decay(t, L: int) -> np.ndarray:
     """exp(-λ_n t) for each time in ``t`` and mode n = 0..L-1: (len(t), L) float64."""
     return np.exp(-np.multiply.outer(np.asarray(t, dtype=np.float64), eigenvalues(L)))
 
 
 def _heat_matrix_np(L: int, t: np.ndarray) -> np.ndarray:
     D = _dct_matrix_np(L)
-    decay = _decay(t, L)
+    decay = mode_decay(t, L)
     return np.matmul(D.T * decay[..., None, :], D)  # Dᵀ diag(decay) D, batched over t
 
 
@@ -198,8 +198,8 @@ class HeatOperator:
         if route == "dct":
             # per-level decay along each axis, (K+1, L) in the operator's dtype (NumPy)
             np_dtype = torch.empty((), dtype=dtype).numpy().dtype
-            self._decay_H = _decay(self.times, H).astype(np_dtype)
-            self._decay_W = _decay(self.times, W).astype(np_dtype)
+            self._decay_H = mode_decay(self.times, H).astype(np_dtype)
+            self._decay_W = mode_decay(self.times, W).astype(np_dtype)
             stored = np.zeros(K1, dtype=bool)
             self.dense_levels = 0
         elif route == "dense":
@@ -219,8 +219,8 @@ class HeatOperator:
             stored[1:] |= dense[:-1]
             self._DH = dct_matrix(H, dtype, self.device)
             self._DW = dct_matrix(W, dtype, self.device)
-            self._eH = torch.as_tensor(_decay(self.times, H), dtype=dtype, device=self.device)
-            self._eW = torch.as_tensor(_decay(self.times, W), dtype=dtype, device=self.device)
+            self._eH = torch.as_tensor(mode_decay(self.times, H), dtype=dtype, device=self.device)
+            self._eW = torch.as_tensor(mode_decay(self.times, W), dtype=dtype, device=self.device)
         levels = np.flatnonzero(stored)
         row = np.full(K1, -1)
         row[levels] = np.arange(len(levels))
