@@ -148,7 +148,7 @@ def cmd_sample(args) -> None:
         with amp:
             result = process.sample(net, n, (C, R, R), **kwargs)
         result.setdefault("levels", [])
-    from .io import write_samples
+    from .samples import write_samples
 
     write_samples(args.out, result, meta={"model": model, "variant": args.variant,
                                           "seed": args.seed, "checkpoint": str(args.checkpoint),
@@ -188,7 +188,7 @@ def cmd_evaluate(args) -> None:
     import torch
 
     from .data import load_images
-    from .io import read_samples
+    from .samples import read_samples
 
     cfg = _config(args)
     need = {"domain": ["samples", "classifier", "test"], "fid": ["samples", "test"],
@@ -281,7 +281,7 @@ def cmd_plot(args) -> None:
     import csv
 
     from . import plots
-    from .io import read_samples
+    from .samples import read_samples
 
     fig, inputs, out = args.figure, args.inputs, args.out
     labels = args.labels or [Path(p).parent.name for p in inputs]

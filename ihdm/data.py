@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .images import to_uint8  # noqa: F401  (re-exported: images on disk <-> tensors)
 from .io import atomic_open, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -634,18 +635,6 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC array -> float32 NCHW tensor in [0, 1]."""
     _check_array(images, "to_tensor")
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float NCHW tensor in [0, 1] -> uint8 NHWC array (clamped to [0, 1], rounded)."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"to_uint8 expects a 4-D NCHW tensor, got {getattr(images, 'shape', type(images))}")
-    x = images.detach().float()
-    bad = int((~torch.isfinite(x)).sum())
-    if bad:
-        raise ValueError(f"to_uint8: {bad} non-finite values (NaN/inf) in the images")
-    x = (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 # --------------------------------------------------------------------------- photographs

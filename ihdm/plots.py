@@ -22,6 +22,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from .images import ImageError, as_uint8 as _as_uint8, image_grid, to_numpy as _to_numpy
+
 __all__ = [
     "STYLE",
     "COLORS",
@@ -68,7 +70,7 @@ COLORS: dict[str, str] = {"ihdm": "#1f5fa8", "ddpm": "#c0392b", "data": "#222222
 Paths = tuple[Path, Path]
 
 
-class PlotError(ValueError):
+class PlotError(ImageError):
     """Input a figure cannot be drawn from (shape, missing column, empty table)."""
 
 
@@ -102,50 +104,6 @@ def save_figure(fig: Figure, path: str | Path) -> Paths:
 
 
 # ---------------------------------------------------------------------------- image grids
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _as_uint8(images: Any, name: str, ndim: int) -> np.ndarray:
-    """uint8 array with a trailing channel axis; float input must lie in [0, 1]."""
-    x = _to_numpy(images)
-    if x.ndim == ndim - 1:
-        x = x[..., None]
-    if x.ndim != ndim or x.shape[-1] not in (1, 3):
-        raise PlotError(f"{name} must be uint8 with {ndim} dimensions ending in 1 or 3 channels, got shape {x.shape}")
-    if x.dtype == np.uint8:
-        return x
-    if not np.issubdtype(x.dtype, np.floating):
-        raise PlotError(f"{name} must be uint8 or float in [0, 1], got dtype {x.dtype}")
-    if not np.isfinite(x).all() or x.min() < -1e-3 or x.max() > 1 + 1e-3:
-        raise PlotError(f"{name}: float images must be finite and lie in [0, 1]")
-    return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
-
-
-def image_grid(images: Any, ncol: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
-    """Tile N images (N, H, W[, C]) into one uint8 (H', W', C) array, ``ncol`` per row.
-
-    H' = rows·H + (rows+1)·padding and W' = ncol·W + (ncol+1)·padding with
-    rows = ceil(N / ncol); ``ncol`` defaults to ceil(sqrt(N)).
-    """
-    x = _as_uint8(images, "images", 4)
-    N, H, W, C = x.shape
-    if N == 0:
-        raise PlotError("image_grid needs at least one image")
-    ncol = min(N, ncol or math.ceil(math.sqrt(N)))
-    if ncol < 1 or padding < 0:
-        raise PlotError(f"ncol must be >= 1 and padding >= 0, got {ncol}, {padding}")
-    rows = math.ceil(N / ncol)
-    grid = np.full((rows * H + (rows + 1) * padding, ncol * W + (ncol + 1) * padding, C), pad_value, np.uint8)
-    for i in range(N):
-        r, c = divmod(i, ncol)
-        y, xx = padding + r * (H + padding), padding + c * (W + padding)
-        grid[y : y + H, xx : xx + W] = x[i]
-    return grid
 
 
 def save_grid_png(images: Any, path: str | Path, ncol: int | None = None) -> Path:

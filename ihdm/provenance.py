@@ -1,0 +1,271 @@
+"""What made a result: the config keys, the data and the code behind it.
+
+A training checkpoint stores a *training record* (the config keys that shape the
+weights, the sha256 of the training images, a fingerprint of the code that trains) and a
+resume compares it with the record of the run that wants to continue. The workflow puts
+the code fingerprint of each ``ihdm`` command into its rules' ``params``, so an edit to
+the loss retrains and an edit to a plot redraws only figures.
+
+Code fingerprints are taken from the syntax tree of each module with docstrings
+removed: comments, docstrings and formatting do not count, any other change does. A
+command's code is its ``cmd_<name>`` function in ``cli.py`` (with the ``cli`` helpers it
+calls) and every ``ihdm`` module it imports, directly or through other modules, at any
+depth and from inside functions too.
+
+This module uses the standard library only: the workflow imports it while it builds the
+DAG, without torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE = PACKAGE_DIR.name
+
+#: config keys (dotted; a section name stands for all its keys) that shape the weights of
+#: every model; a model adds those of its own process (MODEL_KEYS)
+COMMON_TRAINING_KEYS = (
+    "seed", "data.train_size", "unet",
+    "train.batch_size", "train.lr", "train.adam_beta1", "train.adam_beta2", "train.adam_eps",
+    "train.warmup_steps", "train.grad_clip", "train.ema_decay", "train.ema_warmup",
+    "train.mixed_precision", "train.cpu_bf16", "train.compile", "train.channels_last",
+)
+#: the keys of each model's own process that its training reads (sampling-only keys such as
+#: heat.delta or ddpm.ddim_steps are not among them)
+MODEL_KEYS = {
+    "ihdm": ("heat.K", "heat.blur_sigma_min", "heat.blur_sigma_max", "heat.sigma"),
+    "ddpm": ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end"),
+}
+#: keys that say how long to train, not what: the weights after step s do not depend on
+#: them, so a run resumes across a change (a longer train.steps extends it)
+LENGTH_KEYS = ("train.steps", "train.time_budget_min")
+
+
+class ProvenanceError(ValueError):
+    """A checkpoint was made by other settings, data or code than the run that reads it."""
+
+
+# --------------------------------------------------------------------------- config keys
+def lookup(cfg: dict, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def training_keys(model: str) -> tuple[str, ...]:
+    """The dotted config keys that shape the weights of ``model``."""
+    if model not in MODEL_KEYS:
+        raise ValueError(f"unknown model '{model}'; choose one of {tuple(MODEL_KEYS)}")
+    return COMMON_TRAINING_KEYS + MODEL_KEYS[model]
+
+
+def training_config(cfg: dict, model: str) -> dict:
+    """{dotted key: value} of the keys that shape ``model``'s weights (sections expanded)."""
+    out = {}
+    for key in training_keys(model):
+        value = lookup(cfg, key)
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- digests
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_array(array) -> str:
+    """sha256 of a NumPy array's dtype, shape and bytes (not of the file that held it:
+    the same images written twice give the same digest)."""
+    import numpy as np
+
+    a = np.ascontiguousarray(array)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.data)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- code
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _digest(node: ast.AST) -> str:
+    return hashlib.sha256(ast.dump(node, include_attributes=False).encode()).hexdigest()
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of ``ihdm.x.y`` (a module or a package's __init__), or None."""
+    parts = module.split(".")[1:]
+    base = PACKAGE_DIR.joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+@cache
+def _parse(path: Path) -> ast.Module:
+    return _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+
+
+def _package_of(module: str, path: Path) -> str:
+    return module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+
+
+def _imported(node: ast.AST, package: str) -> set[str]:
+    """The ``ihdm`` modules that the import statements anywhere below ``node`` name."""
+    found: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Import):
+            found.update(a.name for a in sub.names if a.name.split(".")[0] == PACKAGE)
+        elif isinstance(sub, ast.ImportFrom):
+            if sub.level:
+                base = package.split(".")
+                base = base[: len(base) - sub.level + 1]
+                target = ".".join(base + ([sub.module] if sub.module else []))
+            else:
+                target = sub.module or ""
+            if target.split(".")[0] != PACKAGE:
+                continue
+            found.add(target)
+            # `from . import checkpoint` and `from .metrics import fid` import modules
+            found.update(f"{target}.{a.name}" for a in sub.names)
+    modules = set()
+    for name in found:  # a module's parent packages run their __init__ too
+        parts = name.split(".")
+        modules.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    # the root package's __init__ holds metadata only (its version would rerun everything)
+    return {m for m in modules if m != PACKAGE and module_file(m) is not None}
+
+
+#: the module of each model: a model's code does not include the other models' modules
+MODEL_MODULES = {"ihdm": f"{PACKAGE}.inverse_heat", "ddpm": f"{PACKAGE}.ddpm"}
+
+
+def module_closure(modules: set[str], exclude: frozenset[str] = frozenset()) -> list[str]:
+    """``modules`` and every ``ihdm`` module they import, transitively (not through or
+    into the modules in ``exclude``)."""
+    seen: set[str] = set(exclude)
+    modules = set(modules) - exclude
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = module_file(name)
+        todo.extend(_imported(_parse(path), _package_of(name, path)) - seen)
+    return sorted(seen - exclude)
+
+
+def _command_nodes(command: str) -> list[ast.AST]:
+    """``cmd_<command>`` in cli.py and the cli-level functions it calls, transitively."""
+    tree = _parse(PACKAGE_DIR / "cli.py")
+    defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    name = f"cmd_{command.replace('-', '_')}"
+    if name not in defs:
+        raise ValueError(f"'{command}' is not an ihdm command (no {name} in cli.py)")
+    nodes, todo = {}, [name]
+    while todo:
+        fn = defs[todo.pop()]
+        nodes[fn.name] = fn
+        called = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}
+        todo.extend(c for c in called if c in defs and c not in nodes)
+    # cli's module-level imports too (what names like load_config refer to)
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return [nodes[k] for k in sorted(nodes)] + top
+
+
+def command_modules(command: str, model: str | None = None) -> list[str]:
+    """The ``ihdm`` modules whose code ``ihdm <command>`` runs (cli.py counted separately);
+    for one ``model``, without the other models' modules."""
+    if model is not None and model not in MODEL_MODULES:
+        raise ValueError(f"unknown model '{model}'; choose one of {tuple(MODEL_MODULES)}")
+    imported: set[str] = set()
+    for node in _command_nodes(command):
+        imported |= _imported(node, PACKAGE)
+    others = frozenset(m for k, m in MODEL_MODULES.items() if model is not None and k != model)
+    return module_closure(imported, others)
+
+
+def code_record(command: str, model: str | None = None) -> dict:
+    """{"fingerprint", "modules": {module: digest}} of the code ``ihdm <command>`` runs
+    (for one ``model`` when given)."""
+    modules = {"cli:" + command: hashlib.sha256(
+        "".join(_digest(n) for n in _command_nodes(command)).encode()).hexdigest()}
+    for name in command_modules(command, model):
+        modules[name] = _digest(_parse(module_file(name)))
+    fingerprint = hashlib.sha256(json.dumps(modules, sort_keys=True).encode()).hexdigest()
+    return {"fingerprint": fingerprint, "modules": modules}
+
+
+def code_fingerprint(command: str, model: str | None = None) -> str:
+    """A short digest of the code ``ihdm <command>`` runs, for a workflow rule's params."""
+    return code_record(command, model)["fingerprint"][:16]
+
+
+# --------------------------------------------------------------------------- records
+def training_record(cfg: dict, model: str, images, *, device: str, threads: int | None) -> dict:
+    """What the weights of a training run depend on: the training config keys, the sha256
+    of the training images (uint8 NHWC, after data.train_size), the code of ``ihdm train``,
+    the device type and, on the CPU, the number of torch threads (its reductions split
+    the work by thread, so another count gives other weights)."""
+    return {
+        "config": training_config(cfg, model),
+        "data_sha256": sha256_array(images),
+        "code": code_record("train", model),
+        "device": device,
+        "threads": threads if device == "cpu" else None,
+    }
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 20 else text[:12] + "…"
+
+
+def differences(old: dict | None, new: dict) -> list[str]:
+    """What differs between two training records, one line each ("heat.K: 5 -> 10")."""
+    if not old:
+        return ["the checkpoint has no training record (written by an older ihdm)"]
+    lines = []
+    old_cfg, new_cfg = old.get("config", {}), new["config"]
+    for key in sorted(set(old_cfg) | set(new_cfg)):
+        a, b = old_cfg.get(key, "<absent>"), new_cfg.get(key, "<absent>")
+        if a != b:
+            lines.append(f"config {key}: {_short(a)} -> {_short(b)}")
+    if old.get("data_sha256") != new["data_sha256"]:
+        lines.append(f"training images: sha256 {_short(old.get('data_sha256'))} -> "
+                     f"{_short(new['data_sha256'])}")
+    old_mods = old.get("code", {}).get("modules", {})
+    new_mods = new["code"]["modules"]
+    changed = sorted(m for m in set(old_mods) | set(new_mods) if old_mods.get(m) != new_mods.get(m))
+    if changed:
+        names = [m.replace("cli:", "cli.py cmd_") if m.startswith("cli:")
+                 else str(module_file(m).relative_to(PACKAGE_DIR.parent)) if module_file(m) else m
+                 for m in changed]
+        lines.append("code of `ihdm train`: " + ", ".join(names))
+    for key in ("device", "threads"):
+        if old.get(key) != new.get(key):
+            label = "torch threads" if key == "threads" else "device"
+            lines.append(f"{label}: {old.get(key)} -> {new.get(key)}")
+    return lines
