@@ -86,9 +86,9 @@ def cmd_prepare(args) -> None:
 def cmd_train(args) -> None:
     from .train import train
 
+    if args.steps is not None:  # checked by the schema like any other key
+        args.set = [*args.set, f"train.steps={args.steps}"]
     cfg = _config(args)
-    if args.steps is not None:
-        cfg["train"]["steps"] = args.steps
     procs = cfg["train"]["processes"]
     if procs > 1 and "WORLD_SIZE" not in os.environ:
         # data-parallel: become torchrun, which starts `procs` copies of this command (each
@@ -99,7 +99,8 @@ def cmd_train(args) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, cmd)
-    final = train(cfg, args.model, args.data, args.out, progress=not args.quiet)
+    final = train(cfg, args.model, args.data, args.out, progress=not args.quiet,
+                  on_change=args.on_change)
     print(final)
 
 
@@ -376,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--steps", type=int, help="override train.steps")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--on-change", choices=["refuse", "restart", "resume"], default="refuse",
+                    help="when DIR holds checkpoints made by other settings, data or code: "
+                         "refuse (default), restart (move them to DIR/superseded/ and train "
+                         "from scratch) or resume anyway (final.pt records the differences)")
 
     sp = add("sample", cmd_sample, "draw samples from a trained model", config_required=False)
     sp.add_argument("--checkpoint", required=True)
@@ -453,7 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         user_errors += (DataError,)
     except ImportError:
         pass
-    from .train import TrainingInterrupted
+    from .provenance import ProvenanceError
+    from .train import OutputLocked, TrainingInterrupted
+
+    user_errors += (ProvenanceError, OutputLocked)
 
     try:
         args.func(args)
@@ -463,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:  # checkpointed; the shell convention 128 + signal
         print(f"ihdm {args.command}: {exc}", file=sys.stderr)
         return 128 + exc.signum
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop (or a second one inside)
+        print(f"ihdm {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

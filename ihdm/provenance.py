@@ -264,8 +264,9 @@ def differences(old: dict | None, new: dict) -> list[str]:
                  else str(module_file(m).relative_to(PACKAGE_DIR.parent)) if module_file(m) else m
                  for m in changed]
         lines.append("code of `ihdm train`: " + ", ".join(names))
-    for key in ("device", "threads"):
-        if old.get(key) != new.get(key):
-            label = "torch threads" if key == "threads" else "device"
-            lines.append(f"{label}: {old.get(key)} -> {new.get(key)}")
+    if old.get("device") != new.get("device"):
+        lines.append(f"device: {old.get('device')} -> {new.get('device')}")
+    elif old.get("threads") != new.get("threads"):
+        hint = f" (train.threads={old['threads']} resumes it)" if old.get("threads") else ""
+        lines.append(f"torch threads: {old.get('threads')} -> {new.get('threads')}{hint}")
     return lines

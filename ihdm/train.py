@@ -13,6 +13,15 @@ Output folder layout::
     DIR/final.pt                        # the finished model (net + EMA + config)
     DIR/log.csv                         # step, loss, lr, images/s, elapsed seconds
     DIR/train.log                       # human-readable messages (resume, finish)
+    DIR/.lock                           # held while a trainer runs in DIR
+    DIR/superseded/<time>/              # runs set aside by ``on_change="restart"``
+
+Every checkpoint and final.pt hold a training record (:mod:`ihdm.provenance`): the config
+keys that shape the weights, the sha256 of the training images, a fingerprint of the
+training code, the device type and the CPU thread count. A resume whose record differs
+is refused with the differences (``on_change="refuse"``), or the old run is moved into
+``DIR/superseded/`` and training starts from scratch (``"restart"``, what the workflow
+does), or it resumes anyway and final.pt lists the differences (``"resume"``).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
+from . import provenance
 from .config import ConfigError, validate
 from .data import load_images
 from .unet import build_unet
@@ -42,6 +52,9 @@ from .unet import build_unet
 log = logging.getLogger("ihdm.train")
 
 MODELS = ("ihdm", "ddpm")
+#: what ``train`` does when the checkpoints in its folder were made by other settings,
+#: data or code: refuse, set them aside and start from scratch, or resume anyway
+ON_CHANGE = ("refuse", "restart", "resume")
 
 
 class TrainingDiverged(RuntimeError):
@@ -49,32 +62,42 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGTERM or SIGUSR1 arrived (a SLURM time limit, preemption, scancel); the step in
-    progress was finished and checkpointed. ``signum`` is the signal's number."""
+    """SIGTERM, SIGUSR1 or SIGINT arrived (a SLURM time limit, preemption, scancel,
+    Ctrl-C); the step in progress was finished and checkpointed. ``signum`` is the
+    signal's number."""
 
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum = signum
 
 
+class OutputLocked(RuntimeError):
+    """Another trainer is running in the same output folder."""
+
+
 #: signals that stop training cleanly: SLURM sends SIGTERM at a job's time limit or on
 #: preemption, KillWait seconds (30 by default) before SIGKILL; `sbatch --signal=USR1@120`
-#: asks for SIGUSR1 two minutes ahead
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+#: asks for SIGUSR1 two minutes ahead; SIGINT is Ctrl-C
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 @contextlib.contextmanager
 def _stop_on_signals():
     """Yields a list that receives the number of any STOP_SIGNALS that arrives; the
-    previous handlers come back afterwards. Handlers can only be set from the main thread;
-    elsewhere the signals keep their default action (SIGKILL-equivalent for training:
-    resume from the last periodic checkpoint)."""
+    previous handlers come back afterwards. A second Ctrl-C interrupts at once (no
+    checkpoint). Handlers can only be set from the main thread; elsewhere the signals
+    keep their default action (resume from the last periodic checkpoint)."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                for sig in STOP_SIGNALS}
+
+    def handler(signum, frame):
+        if signum == signal.SIGINT and signal.SIGINT in received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield received
     finally:
@@ -163,22 +186,64 @@ def _setup_file_log(out: Path) -> logging.Handler:
     return handler
 
 
+@contextlib.contextmanager
+def _folder_lock(out: Path):
+    """Hold an exclusive lock on ``out/.lock`` (flock: the kernel releases it when the
+    holder dies, so a lock left by a killed trainer is free again); its text names the
+    holder. Raises :class:`OutputLocked` while another trainer holds it."""
+    import fcntl
+    import socket
+
+    path = out / ".lock"
+    fh = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise OutputLocked(
+                f"'{out}' is in use by another `ihdm train` ({holder}); wait for it to finish "
+                "or use another --out") from None
+        fh.seek(0)
+        previous = fh.read().strip()
+        if previous:
+            log.info("took over the lock of '%s' left by %s (no longer running)", out, previous)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+    finally:
+        fh.close()
+
+
 def train(cfg: dict, model: str, data_path: str | Path, out_dir: str | Path,
-          *, progress: bool = True) -> Path:
-    """Train ``model`` on the images in ``data_path``; returns the path of final.pt."""
+          *, progress: bool = True, on_change: str = "refuse") -> Path:
+    """Train ``model`` on the images in ``data_path``; returns the path of final.pt.
+    ``on_change`` says what to do when ``out_dir`` holds checkpoints made by other
+    settings, data or code (see :data:`ON_CHANGE` and the module docstring)."""
+    if on_change not in ON_CHANGE:
+        raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: rank 0 writes the logs
-        return _train(cfg, model, data_path, out, progress)
-    handler = _setup_file_log(out)
-    try:
-        return _train(cfg, model, data_path, out, progress)
-    except TrainingInterrupted as exc:
-        log.warning("%s", exc)
-        raise
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+        return _train(cfg, model, data_path, out, progress, on_change)
+    with _folder_lock(out):
+        handler = _setup_file_log(out)
+        try:
+            return _train(cfg, model, data_path, out, progress, on_change)
+        except TrainingInterrupted as exc:
+            log.warning("%s", exc)
+            raise
+        finally:
+            log.removeHandler(handler)
+            handler.close()
 
 
 def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -223,13 +288,71 @@ class _Run:
     shard: slice | None
     device: torch.device
     memory_format: torch.memory_format
+    record: dict  # provenance.training_record of this run
+    history: list  # resumes across differences (on_change="resume"): step and what differed
 
     @property
     def main_rank(self) -> bool:
         return self.rank == 0
 
 
-def _train(cfg, model, data_path, out, progress) -> Path:
+def _set_aside(out: Path) -> Path:
+    """Move the checkpoints, loss log and final model of ``out`` into a new folder
+    ``out/superseded/<UTC time>/`` (nothing is deleted); returns that folder."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = out / "superseded" / stamp
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = out / "superseded" / f"{stamp}-{n}"
+    dest.mkdir(parents=True)
+    for name in ("checkpoints", "log.csv", "final.pt"):
+        if (out / name).exists():
+            os.replace(out / name, dest / name)
+    (out / "checkpoints").mkdir()
+    return dest
+
+
+def _resume_state(out: Path, model: str, record: dict, tc: dict, on_change: str,
+                  main_rank: bool) -> tuple[dict | None, list]:
+    """The checkpoint to resume from (or None) and the run's provenance history, after
+    comparing the newest checkpoint's training record with this run's (``on_change``)."""
+    state = ckpt_io.load_latest(out / "checkpoints", log=log if main_rank else None)
+    if state is None:
+        return None, []
+    if state["model"] != model:  # another model's folder: a mistake, whatever on_change says
+        raise provenance.ProvenanceError(
+            f"{out}: holds checkpoints of model '{state['model']}', not '{model}'; "
+            "use another output folder")
+    changes = provenance.differences(state.get("provenance"), record)
+    if state["step"] > tc["steps"]:
+        changes.append(f"config train.steps: {tc['steps']} is below the checkpoint's step "
+                       f"{state['step']}")
+    history = list(state.get("history", []))
+    if not changes:
+        return state, history
+    listing = "\n  ".join(changes)
+    if on_change == "refuse":
+        raise provenance.ProvenanceError(
+            f"'{state['path']}' was made by other settings, data or code than this run:\n  "
+            f"{listing}\nNothing was changed. Use another --out, or pass --on-change restart "
+            f"(sets the old run aside in {out / 'superseded'} and trains from scratch) or "
+            "--on-change resume (continues anyway; final.pt records the differences)")
+    if on_change == "resume":
+        if main_rank:
+            log.warning("resuming %s although it differs from this run (--on-change resume):\n  %s",
+                        state["path"], listing)
+        return state, history + [{"step": int(state["step"]), "differences": changes}]
+    if main_rank:  # restart
+        dest = _set_aside(out)
+        log.warning("the checkpoints in %s were made by other settings, data or code:\n  %s\n"
+                    "moved them to %s; training from scratch", out, listing, dest)
+    return None, []
+
+
+def _train(cfg, model, data_path, out, progress, on_change) -> Path:
+    import torch.distributed as dist
+
     tc = cfg["train"]
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
@@ -241,6 +364,8 @@ def _train(cfg, model, data_path, out, progress) -> Path:
     shard = slice(rank * local, (rank + 1) * local) if world > 1 else None
     process = build_process(cfg, model)
     images_np = training_images(cfg, data_path)
+    record = provenance.training_record(cfg, model, images_np, device=device.type,
+                                        threads=torch.get_num_threads())
     # uint8 NCHW in memory (on the GPU when there), converted per batch: no per-sample Python
     images = torch.from_numpy(images_np).permute(0, 3, 1, 2).contiguous().to(device)
     N = images.shape[0]
@@ -256,15 +381,14 @@ def _train(cfg, model, data_path, out, progress) -> Path:
     )
     gen = torch.Generator(device=device).manual_seed(cfg["seed"])
     start, trained_s = 0, 0.0
-    state = ckpt_io.load_latest(out / "checkpoints", log=log)
+    if world > 1 and rank != 0:
+        dist.barrier()  # rank 0 checks the checkpoints first (and may set them aside)
+    state, history = _resume_state(out, model, record, tc, on_change, rank == 0)
+    if world > 1 and rank == 0:
+        dist.barrier()
     if state is not None:
-        if state["model"] != model:
-            raise ValueError(
-                f"{out}: holds checkpoints of model '{state['model']}', not '{model}'; "
-                "use another output folder"
-            )
         if state["rng"]["generator"].numel() != gen.get_state().numel():
-            raise ValueError(
+            raise provenance.ProvenanceError(
                 f"{state['path']}: written by a run whose random generator lived on another kind "
                 f"of device than this run's ({device.type}); resume with the same train.device, "
                 "or use another output folder"
@@ -280,8 +404,9 @@ def _train(cfg, model, data_path, out, progress) -> Path:
         trained_s = float(state.get("train_seconds", 0.0))  # absent in older checkpoints
         log.info("resuming from checkpoint %s at step %d", state["path"], start)
     else:
-        log.info("starting %s training from scratch: %d images, %d parameters, device %s",
-                 model, N, sum(p.numel() for p in net.parameters()), device)
+        log.info("starting %s training from scratch: %d images, %d parameters, device %s, "
+                 "%d torch threads", model, N, sum(p.numel() for p in net.parameters()), device,
+                 torch.get_num_threads())
     if world > 1:
         log.info("data-parallel over %d processes: %d of the %d images of each batch per process",
                  world, local, tc["batch_size"])
@@ -294,7 +419,7 @@ def _train(cfg, model, data_path, out, progress) -> Path:
     if tc["compile"]:
         step_fn = torch.compile(step_fn)
     run = _Run(cfg, model, out, progress, process, images, net, ema, opt, gen, step_fn, rank,
-               world, shard, device, memory_format)
+               world, shard, device, memory_format, record, history)
     with _stop_on_signals() as stop:
         done, trained_s = _loop(run, start, trained_s, stop)
     return _write_final(run, data_path, done, trained_s)
@@ -322,12 +447,14 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
             out / "checkpoints", step,
             {"model": model, "config": cfg, "step": step, "net": net.state_dict(),
              "ema": ema.state_dict(), "opt": opt.state_dict(), "rng": rng,
-             "train_seconds": clock()},
+             "train_seconds": clock(), "provenance": run.record, "history": run.history},
             keep=tc["keep_checkpoints"],
         )
 
     log_path = out / "log.csv" if main_rank else Path(os.devnull)
     new_log = not log_path.exists() or start == 0 or not main_rank
+    if not new_log:
+        _truncate_log(log_path, start)
     with open(log_path, "w" if new_log else "a", newline="") as fh:
         writer = csv.writer(fh)
         if new_log:
@@ -403,6 +530,18 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
     return done, clock()
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the rows of the loss log up to ``step`` (a killed run may have logged steps
+    after its last checkpoint, which the resumed run logs again)."""
+    from .io import atomic_write_text
+
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].isdigit()
+                        and int(ln.split(",", 1)[0]) <= step]
+    if len(keep) != len(lines):
+        atomic_write_text(path, "".join(keep))
+
+
 def _write_final(run: _Run, data_path, done: int, trained_s: float) -> Path:
     import torch.distributed as dist
 
@@ -415,7 +554,7 @@ def _write_final(run: _Run, data_path, done: int, trained_s: float) -> Path:
     ckpt_io.atomic_save(
         {"model": run.model, "config": run.cfg, "step": done, "net": run.net.state_dict(),
          "ema": run.ema.state_dict(), "data_path": str(Path(data_path).resolve()),
-         "train_seconds": trained_s},
+         "train_seconds": trained_s, "provenance": run.record, "history": run.history},
         final,
     )
     log.info("finished %d steps; final model written to %s", done, final)
