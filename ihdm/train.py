@@ -190,7 +190,8 @@ def _setup_file_log(out: Path) -> logging.Handler:
 def _folder_lock(out: Path):
     """Hold an exclusive lock on ``out/.lock`` (flock: the kernel releases it when the
     holder dies, so a lock left by a killed trainer is free again); its text names the
-    holder. Raises :class:`OutputLocked` while another trainer holds it."""
+    holder. Yields the holder named by a lock that a killed trainer left (or None).
+    Raises :class:`OutputLocked` while another trainer holds it."""
     import fcntl
     import socket
 
@@ -206,15 +207,13 @@ def _folder_lock(out: Path):
                 f"'{out}' is in use by another `ihdm train` ({holder}); wait for it to finish "
                 "or use another --out") from None
         fh.seek(0)
-        previous = fh.read().strip()
-        if previous:
-            log.info("took over the lock of '%s' left by %s (no longer running)", out, previous)
+        previous = fh.read().strip() or None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         fh.flush()
         try:
-            yield
+            yield previous
         finally:
             fh.seek(0)
             fh.truncate()
@@ -234,8 +233,10 @@ def train(cfg: dict, model: str, data_path: str | Path, out_dir: str | Path,
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: rank 0 writes the logs
         return _train(cfg, model, data_path, out, progress, on_change)
-    with _folder_lock(out):
+    with _folder_lock(out) as stale:
         handler = _setup_file_log(out)
+        if stale:
+            log.info("took over the lock of %s left by %s (no longer running)", out, stale)
         try:
             return _train(cfg, model, data_path, out, progress, on_change)
         except TrainingInterrupted as exc:
