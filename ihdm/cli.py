@@ -189,7 +189,7 @@ def cmd_evaluate(args) -> None:
     import torch
 
     from .data import load_images
-    from .samples import read_samples
+    from .samples import SampleFileError, read_samples, require_images
 
     cfg = _config(args)
     need = {"domain": ["samples", "classifier", "test"], "fid": ["samples", "test"],
@@ -198,8 +198,11 @@ def cmd_evaluate(args) -> None:
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"ihdm evaluate --metric {args.metric} needs {', '.join(missing)}")
-    samples = read_samples(args.samples) if args.samples else None
+    samples = read_samples(args.samples, cfg["data"]) if args.samples else None
     meta = samples["meta"] if samples else {}
+    if samples is not None:  # statistics over samples (covariances, spreads) need two
+        require_images(samples, args.samples, 1 if args.metric == "memorization" else 2,
+                       f"--metric {args.metric}")
     if args.metric == "domain":
         from .metrics.domain import domain_metrics, load_classifier
 
@@ -240,6 +243,9 @@ def cmd_evaluate(args) -> None:
         from .metrics.emergent import interpolation_smoothness
 
         frames = int(meta.get("frames") or cfg["sample"]["interpolation_frames"])
+        if frames < 2 or len(samples["images"]) % frames:
+            raise SampleFileError(f"sample file '{args.samples}': its {len(samples['images'])} "
+                                  f"images do not form rows of {frames} >= 2 interpolation frames")
         values = interpolation_smoothness(samples["images"], frames)
     else:
         from .metrics.emergent import shared_state_statistics
@@ -450,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .checkpoint import CheckpointError
+    from .io import InputFileError
 
-    user_errors = (ConfigError, CheckpointError, FileNotFoundError)
+    user_errors = (ConfigError, CheckpointError, InputFileError, FileNotFoundError)
     try:
         from .data import DataError
 

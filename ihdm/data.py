@@ -602,8 +602,24 @@ def _check_array(images: Any, where: str) -> None:
         raise DataError(f"{where}: holds no images")
 
 
+def _check_sidecar(path: Path, images: np.ndarray) -> None:
+    """When ``path`` has a sidecar, its sha256 must be that of ``images``."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"sidecar '{side}' of '{path}' cannot be read as JSON ({exc})") from None
+    digest = meta.get("sha256") if isinstance(meta, dict) else None
+    if digest is not None and digest != array_sha256(images):
+        raise DataError(f"'{path}' does not hold the images its sidecar '{side}' records (their sha256 "
+                        "differs): one of the two was changed or replaced; prepare the data again")
+
+
 def load_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read a prepared .npz: (uint8 NHWC images, int64 labels or None); errors name the file."""
+    """Read a prepared .npz: (uint8 NHWC images, int64 labels or None); errors name the file.
+    numpy checks the zip CRCs as it reads; the sidecar's sha256, when there, is checked too."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image file '{path}' does not exist; create it with `ihdm prepare`")
@@ -620,6 +636,7 @@ def load_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     except Exception as exc:  # zlib.error and friends
         raise DataError(f"'{path}' is truncated or corrupt: {type(exc).__name__}: {exc}") from None
     _check_array(images, f"'{path}'")
+    _check_sidecar(path, images)
     if labels is not None:
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
             raise DataError(f"'{path}': labels must be integers of shape ({len(images)},), "

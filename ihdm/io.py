@@ -1,4 +1,4 @@
-"""Atomic file writes, and the metric table.
+"""Atomic file writes, zip archive checks, and the metric table.
 
 Every output is written under a temporary name in its folder and renamed into place, so
 a failed or killed job never leaves a half-written file behind for the workflow to trust.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +18,11 @@ import numpy as np
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+class InputFileError(ValueError):
+    """An input file (samples, statistics, a classifier) is damaged or does not hold what
+    the command needs; the message names the file. ``ihdm`` exits with status 2."""
 
 
 @contextmanager
@@ -47,6 +54,36 @@ def atomic_savez(path: str | Path, **arrays) -> Path:
     with atomic_open(path) as fh:
         np.savez(fh, **arrays)
     return Path(path)
+
+
+def zip_damage(path: str | Path) -> str | None:
+    """What is wrong with the zip archive at ``path`` (unreadable, or a member whose CRC-32
+    does not match its bytes), or None when every member checks out. torch's checkpoint
+    reader skips these checks; numpy's .npz reader makes them as it reads each array."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as exc:
+        return f"not a readable zip archive, or not one at all ({type(exc).__name__}: {exc})"
+    return f"zip member '{bad}' fails its CRC-32 or header check (its bytes changed after writing)" if bad else None
+
+
+def read_npz(path: str | Path, what: str, error: type[Exception] = InputFileError) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read in full, so numpy's zip reader checks each
+    member's CRC-32. A missing, damaged or non-.npz file is an ``error`` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} '{path}' does not exist")
+    try:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise error(f"{what} '{path}' holds a single .npy array, not an .npz archive")
+        with npz:
+            return {key: npz[key] for key in npz.files}
+    except error:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, NotImplementedError, zlib.error) as exc:
+        raise error(f"{what} '{path}' is damaged or not an .npz archive ({type(exc).__name__}: {exc})") from None
 
 
 def write_png(path: str | Path, image_uint8: np.ndarray) -> Path:

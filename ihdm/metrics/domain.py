@@ -16,11 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io import atomic_open
+from ..checkpoint import load_torch_file, nonfinite_entries
+from ..io import InputFileError, atomic_open
 
 from ihdm.metrics.fid import extract_features, feature_statistics, frechet_distance, kid_score
 
 CONFIDENCE = 0.9
+
+
+class ClassifierFileError(InputFileError):
+    """A classifier file is damaged or not one written by :func:`save_classifier`."""
 
 
 class DigitClassifier(nn.Module):
@@ -137,14 +142,23 @@ def save_classifier(model: DigitClassifier, path: str | Path) -> None:
 
 
 def load_classifier(path: str | Path) -> DigitClassifier:
+    """Read a file written by :func:`save_classifier`, after checking its zip CRCs; the
+    weights must fit the recorded sizes and be finite."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"classifier file '{path}' does not exist (train it with train_classifier)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or "hparams" not in blob or "state_dict" not in blob:
-        raise ValueError(f"'{path}' is not a classifier saved by save_classifier")
-    model = DigitClassifier(**blob["hparams"])
-    model.load_state_dict(blob["state_dict"])
+    blob = load_torch_file(path, "classifier file", ClassifierFileError)
+    if not isinstance(blob, dict) or not isinstance(blob.get("hparams"), dict) or "state_dict" not in blob:
+        raise ClassifierFileError(f"'{path}' is not a classifier saved by save_classifier")
+    try:
+        model = DigitClassifier(**blob["hparams"])
+        model.load_state_dict(blob["state_dict"])
+    except (TypeError, RuntimeError, ValueError) as exc:
+        raise ClassifierFileError(f"classifier file '{path}' does not fit its recorded sizes "
+                                  f"({str(exc).splitlines()[0]})") from None
+    bad = nonfinite_entries(blob["state_dict"])
+    if bad:
+        raise ClassifierFileError(f"classifier file '{path}' holds NaN or infinite weights ({', '.join(bad[:3])})")
     return model.eval()
 
 

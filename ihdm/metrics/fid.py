@@ -28,7 +28,7 @@ from cleanfid.inception_torchscript import InceptionV3W
 from cleanfid.resize import build_resizer
 from torch import nn
 
-from ..io import atomic_open
+from ..io import InputFileError, atomic_open, read_npz
 
 MODE = "clean"
 INCEPTION_NAME = "inception-2015-12-05.pt"  # clean-fid's file name for the torchscript weights
@@ -43,7 +43,7 @@ class InceptionWeightsError(FileNotFoundError):
     """clean-fid's Inception weights are neither at the configured path nor downloadable."""
 
 
-class FIDStatsError(ValueError):
+class FIDStatsError(InputFileError):
     """A reference statistics file is missing, malformed or made with another feature extractor."""
 
 
@@ -206,18 +206,23 @@ def reference_stats(
 
 
 def load_reference_stats(path: str | Path) -> dict[str, Any]:
-    """Read a file written by :func:`reference_stats`."""
+    """Read and check a file written by :func:`reference_stats` (zip CRCs, keys, shapes,
+    finite values)."""
     path = Path(path)
     if not path.is_file():
         raise FIDStatsError(f"reference statistics file '{path}' does not exist (make it with reference_stats)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            stats = {k: data[k] for k in data.files}
-    except Exception as exc:
-        raise FIDStatsError(f"reference statistics file '{path}' cannot be read: {exc}") from None
+    stats = read_npz(path, "reference statistics file", FIDStatsError)
     missing = {"mu", "sigma", "feats", "extractor"} - set(stats)
     if missing:
         raise FIDStatsError(f"reference statistics file '{path}' lacks key(s) {sorted(missing)}")
+    mu, sigma, feats = stats["mu"], stats["sigma"], stats["feats"]
+    D = mu.shape[0] if mu.ndim == 1 else -1
+    if D < 1 or sigma.shape != (D, D) or feats.ndim != 2 or feats.shape[1] != D or len(feats) < 2:
+        raise FIDStatsError(f"reference statistics file '{path}': shapes mu {mu.shape}, sigma {sigma.shape}, "
+                            f"feats {feats.shape} do not fit (D,), (D, D), (N >= 2, D)")
+    for key in ("mu", "sigma", "feats"):
+        if not np.issubdtype(stats[key].dtype, np.floating) or not np.isfinite(stats[key]).all():
+            raise FIDStatsError(f"reference statistics file '{path}': '{key}' is not all finite floats")
     stats["extractor"] = str(stats["extractor"])
     return stats
 
