@@ -16,12 +16,13 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
 from .io import atomic_open, zip_damage
 
 CHECKPOINT_RE = re.compile(r"^step_(\d{8})\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, damaged, or not a safe ihdm checkpoint."""
 
 

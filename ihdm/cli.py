@@ -107,7 +107,7 @@ def cmd_train(args) -> None:
 def cmd_sample(args) -> None:
     import torch
 
-    from .train import autocast, build_process, load_model, resolve_device, training_images
+    from .runtime import autocast, build_process, load_model, resolve_device, training_images
 
     overrides = load_config(args.config, args.set) if args.config else None
     device = resolve_device(overrides or {"device": "auto"})
@@ -218,7 +218,7 @@ def cmd_evaluate(args) -> None:
             reference_stats(load_images(args.test)[0], stats, weights=weights)
         values = fid_kid(samples["images"], stats, weights=weights, seed=cfg["seed"])
     elif args.metric == "nll":
-        from .train import build_process, load_model, resolve_device, training_images
+        from .runtime import build_process, load_model, resolve_device, training_images
 
         device = resolve_device(cfg)
         net, ckpt_cfg, model, state = load_model(args.checkpoint, device=device)
@@ -235,7 +235,7 @@ def cmd_evaluate(args) -> None:
                                               seed=cfg["seed"], device=device)
     elif args.metric == "memorization":
         from .metrics.emergent import memorization
-        from .train import training_images
+        from .runtime import training_images
 
         values = memorization(samples["images"], training_images(cfg, args.data),
                               load_images(args.test)[0])
@@ -455,25 +455,17 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from .checkpoint import CheckpointError
-    from .io import InputFileError
-
-    user_errors = (ConfigError, CheckpointError, InputFileError, FileNotFoundError)
-    try:
-        from .data import DataError
-
-        user_errors += (DataError,)
-    except ImportError:
-        pass
-    from .provenance import ProvenanceError
-    from .train import OutputLocked, TrainingInterrupted
-
-    user_errors += (ProvenanceError, OutputLocked)
+    from .errors import UserError
+    from .train import TrainingInterrupted
 
     try:
         args.func(args)
-    except user_errors as exc:
+    except UserError as exc:
         print(f"ihdm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a missing file, an unwritable folder, a full disk
+        where = f": '{exc.filename}'" if exc.filename else ""
+        print(f"ihdm {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except TrainingInterrupted as exc:  # checkpointed; the shell convention 128 + signal
         print(f"ihdm {args.command}: {exc}", file=sys.stderr)

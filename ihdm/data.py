@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .errors import UserError
 from .images import to_uint8  # noqa: F401  (re-exported: images on disk <-> tensors)
 from .io import atomic_open, atomic_write_text
 
@@ -64,7 +65,7 @@ IMAGE_EXTENSIONS = frozenset(
 FORMAT_VERSION = 1
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Raw data are missing or malformed, or a prepared file cannot be read."""
 
 

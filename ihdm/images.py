@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UserError
 
-class ImageError(ValueError):
+
+class ImageError(UserError, ValueError):
     """An image array of the wrong layout, type or range."""
 
 

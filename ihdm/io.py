@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class InputFileError(ValueError):
+class InputFileError(UserError, ValueError):
     """An input file (samples, statistics, a classifier) is damaged or does not hold what
     the command needs; the message names the file. ``ihdm`` exits with status 2."""
 

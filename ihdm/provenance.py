@@ -46,10 +46,6 @@ MODEL_KEYS = {
 LENGTH_KEYS = ("train.steps", "train.time_budget_min")
 
 
-class ProvenanceError(ValueError):
-    """A checkpoint was made by other settings, data or code than the run that reads it."""
-
-
 # --------------------------------------------------------------------------- config keys
 def lookup(cfg: dict, key: str):
     node = cfg

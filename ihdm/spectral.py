@@ -40,6 +40,8 @@ import numpy as np
 import scipy.fft
 import scipy.stats
 
+from .errors import UserError
+
 __all__ = [
     "SpectralError",
     "WHITE_NOISE_PSD",
@@ -76,7 +78,7 @@ FIGURE_LEVELS = (0.02, 0.1, 0.25, 0.5, 0.75)
 """Normalised levels whose noise floors / attenuated spectra the summary keeps for the PSD figure."""
 
 
-class SpectralError(ValueError):
+class SpectralError(UserError, ValueError):
     """Bad input to the spectral analysis (shape, range, schedule)."""
 
 

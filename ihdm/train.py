@@ -45,19 +45,19 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
 from . import provenance
-from .config import ConfigError, validate
-from .data import load_images
+from .config import ConfigError
+from .errors import UserError
+from .runtime import autocast, build_process, resolve_device, training_images
 from .unet import build_unet
 
 log = logging.getLogger("ihdm.train")
 
-MODELS = ("ihdm", "ddpm")
 #: what ``train`` does when the checkpoints in its folder were made by other settings,
 #: data or code: refuse, set them aside and start from scratch, or resume anyway
 ON_CHANGE = ("refuse", "restart", "resume")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -71,7 +71,11 @@ class TrainingInterrupted(RuntimeError):
         self.signum = signum
 
 
-class OutputLocked(RuntimeError):
+class ProvenanceError(UserError, ValueError):
+    """A checkpoint was made by other settings, data or code than the run that reads it."""
+
+
+class OutputLocked(UserError, RuntimeError):
     """Another trainer is running in the same output folder."""
 
 
@@ -103,55 +107,6 @@ def _stop_on_signals():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def resolve_device(cfg: dict) -> torch.device:
-    want = cfg.get("device", "auto")
-    if want == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config key 'device' is 'cuda' but no CUDA device is available")
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(want)
-
-
-def autocast(cfg: dict, device: torch.device):
-    """bf16 autocast where the config asks for it: train.mixed_precision on CUDA,
-    train.cpu_bf16 on the CPU. Used for training, sampling and likelihoods alike."""
-    tc = cfg["train"]
-    enabled = tc["mixed_precision"] if device.type == "cuda" else tc["cpu_bf16"]
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def build_process(cfg: dict, model: str):
-    """The loss/sampler object for ``model`` ('ihdm' or 'ddpm')."""
-    if model == "ihdm":
-        from .inverse_heat import IHDM
-
-        return IHDM.from_config(cfg)
-    if model == "ddpm":
-        from .ddpm import DDPM
-
-        return DDPM.from_config(cfg)
-    raise ValueError(f"unknown model '{model}'; choose one of {MODELS}")
-
-
-def training_images(cfg: dict, data_path: str | Path) -> np.ndarray:
-    """The uint8 NHWC training images, cut to ``data.train_size`` when set."""
-    images, _ = load_images(data_path)
-    n = cfg["data"]["train_size"]
-    if n is not None:
-        if n > len(images):
-            raise ValueError(
-                f"data.train_size is {n} but '{data_path}' holds only {len(images)} images"
-            )
-        images = images[:n]
-    res, ch = cfg["data"]["resolution"], cfg["data"]["channels"]
-    if images.shape[1:] != (res, res, ch):
-        raise ValueError(
-            f"'{data_path}' holds images of shape {images.shape[1:]} (H, W, C), but the config "
-            f"asks for data.resolution={res} and data.channels={ch}; prepare the data again"
-        )
-    return images
 
 
 def lr_at(step: int, cfg_train: dict) -> float:
@@ -322,7 +277,7 @@ def _resume_state(out: Path, model: str, record: dict, tc: dict, on_change: str,
     if state is None:
         return None, []
     if state["model"] != model:  # another model's folder: a mistake, whatever on_change says
-        raise provenance.ProvenanceError(
+        raise ProvenanceError(
             f"{out}: holds checkpoints of model '{state['model']}', not '{model}'; "
             "use another output folder")
     changes = provenance.differences(state.get("provenance"), record)
@@ -334,7 +289,7 @@ def _resume_state(out: Path, model: str, record: dict, tc: dict, on_change: str,
         return state, history
     listing = "\n  ".join(changes)
     if on_change == "refuse":
-        raise provenance.ProvenanceError(
+        raise ProvenanceError(
             f"'{state['path']}' was made by other settings, data or code than this run:\n  "
             f"{listing}\nNothing was changed. Use another --out, or pass --on-change restart "
             f"(sets the old run aside in {out / 'superseded'} and trains from scratch) or "
@@ -359,8 +314,8 @@ def _train(cfg, model, data_path, out, progress, on_change) -> Path:
         torch.set_num_threads(tc["threads"])
     rank, world, device = _distributed(resolve_device(cfg))
     if tc["batch_size"] % world:
-        raise ValueError(f"train.batch_size ({tc['batch_size']}) must be divisible by the "
-                         f"number of processes ({world})")
+        raise ConfigError(f"train.batch_size ({tc['batch_size']}) must be divisible by the "
+                          f"number of processes ({world}, train.processes)")
     local = tc["batch_size"] // world
     shard = slice(rank * local, (rank + 1) * local) if world > 1 else None
     process = build_process(cfg, model)
@@ -389,7 +344,7 @@ def _train(cfg, model, data_path, out, progress, on_change) -> Path:
         dist.barrier()
     if state is not None:
         if state["rng"]["generator"].numel() != gen.get_state().numel():
-            raise provenance.ProvenanceError(
+            raise ProvenanceError(
                 f"{state['path']}: written by a run whose random generator lived on another kind "
                 f"of device than this run's ({device.type}); resume with the same train.device, "
                 "or use another output folder"
@@ -560,14 +515,3 @@ def _write_final(run: _Run, data_path, done: int, trained_s: float) -> Path:
     )
     log.info("finished %d steps; final model written to %s", done, final)
     return final
-
-
-def load_model(path: str | Path, device=None, use_ema: bool = True):
-    """Load a checkpoint or final.pt: returns (net in eval mode, config, model name, state)."""
-    state = ckpt_io.load_checkpoint(path)
-    # keys added to the schema after the checkpoint was written take their defaults
-    cfg = validate(state["config"], source=f"config stored in '{path}'")
-    net = build_unet(cfg)
-    net.load_state_dict(state["ema"] if use_ema else state["net"])
-    net = net.to(device or "cpu").eval()
-    return net, cfg, state["model"], state

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ihdm.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
-from ihdm.train import TrainingDiverged, load_model, train
+from ihdm.runtime import load_model
+from ihdm.train import TrainingDiverged, train
 
 from conftest import REPO, tiny_config
 

@@ -28,6 +28,7 @@ from cleanfid.inception_torchscript import InceptionV3W
 from cleanfid.resize import build_resizer
 from torch import nn
 
+from ..errors import UserError
 from ..io import InputFileError, atomic_open, read_npz
 
 MODE = "clean"
@@ -39,7 +40,7 @@ FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
 Resize = Callable[[np.ndarray], np.ndarray]
 
 
-class InceptionWeightsError(FileNotFoundError):
+class InceptionWeightsError(UserError, FileNotFoundError):
     """clean-fid's Inception weights are neither at the configured path nor downloadable."""
 
 
