@@ -6,8 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # the workflow's rules call `ihdm` and `snakemake` from the environment's bin folder
 export PATH := $(abspath $(BIN)):$(PATH)
-# idle OpenMP threads sleep instead of spinning: spinning stalled 2-thread jobs up to 10×
-# on a busy 2-core machine (ihdm bench)
+# idle OpenMP threads sleep instead of spinning: spinning threads stall the other jobs'
+# parallel work on a busy machine (benchmarks/README.md, "OpenMP wait policy")
 export OMP_WAIT_POLICY ?= PASSIVE
 CORES  ?= all
 # torch/torchvision versions this project is tested with (override for another platform)

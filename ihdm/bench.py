@@ -119,8 +119,7 @@ def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: 
     back-to-back calls lasting about ``block_s`` (at least one call, after the single one;
     with ``block_s=0`` the single call itself), i.e. the steady state.
     The two differ for fast calls: a single call after another library's work pays for
-    waking its own thread pool and cold caches (on the 2-core machine here scipy's DCT
-    route ran at 45–50 k images/s per single call and 63–85 k in steady state).
+    waking its own thread pool and cold caches (benchmarks/README.md has an example).
     """
     per_call = {}
     for name, fn in fns.items():

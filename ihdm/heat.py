@@ -130,34 +130,21 @@ def dissipate(u: Tensor, t) -> Tensor:
     return DH.T @ (coeffs * decay.to(dtype)) @ DW + mean
 
 
-ROUTES = ("auto", "dense", "split", "dct")
-#: up to this many pixels per image the CPU uses the dense route for every level; above
-#: it, the dct route (ihdm bench, quiet 2-core machine, 128 × 3 images at mixed levels:
-#: dense 28 k images/s against the DCT's 21 k at 64 px; at 128 px dense 4.6 k, split
-#: 2.9 k, DCT 5.1 k)
+ROUTES = ("auto", "dense", "dct")
+#: up to this many pixels per image the CPU uses the dense route, above it the dct route:
+#: the largest benchmarked size at which dense matrix products still beat scipy's DCT
+#: (ihdm bench; benchmarks/README.md, "Heat operator routes")
 DENSE_MAX_PIXELS = 64 * 64
-#: above this many pixels the operator blurs u - mean(u) and adds the mean back
+#: above this many pixels the dense route blurs u - mean(u) and adds the mean back
 CENTRE_ABOVE_PIXELS = 32 * 32
-#: in the split route a level keeps dense factors unless it needs fewer than this fraction
-#: of the cosine modes along each axis
-TRUNCATE_BELOW = 0.55
-#: the split route works through the batch in chunks of about this many bytes
-SPLIT_CHUNK_BYTES = 6 * 2**20
-
-
-def _kept_modes(lam: np.ndarray, times: np.ndarray, eps: float) -> np.ndarray:
-    """Per level, how many of the modes with eigenvalues ``lam`` (ascending) keep a decay of at least eps."""
-    decay = np.exp(-np.multiply.outer(times, lam))
-    return np.maximum((decay >= eps).sum(axis=1), 1)
 
 
 class HeatOperator:
     """Per-level heat operators F(t_k) for a fixed schedule, image size, dtype and device.
 
     ``blur(u, k)`` applies F(t_k) with one level per image; ``blur_pair(u, k)`` returns
-    F(t_k)u and F(t_{k-1})u in one call (the dct route and the split route's truncated
-    buckets share the forward transform between the two levels; the dense route runs two
-    blurs, which measured faster than sharing its first product). Three exact routes;
+    F(t_k)u and F(t_{k-1})u in one call (the dct route shares the forward transform between
+    the two levels; the dense route runs two blurs, see ``_dense_pair``). Two exact routes;
     ``route="auto"`` picks ``dense`` up to 64×64 pixels on the CPU and on every other
     device, ``dct`` above it:
 
@@ -166,16 +153,10 @@ class HeatOperator:
     * ``dct`` (CPU): scipy's fast DCT-II (pocketfft, O(L² log L)), a per-image decay and the
       inverse DCT, with torch's thread count as workers; faster than matrix products from
       128×128 pixels up on the CPU.
-    * ``split`` (CPU, kept for comparison): levels that still hold most of their cosine modes
-      take the dense route; the others are applied in a truncated cosine basis,
-      F(t_k) = D_mᵀ diag(e_k) D_m with m modes per axis, where the DCT rows D_m are shared
-      by all images of a bucket of m, so the transforms are a few large matrix products.
-      A mode is dropped only when its decay is below eps/(4·sqrt(H·W)) (eps of the dtype),
-      which bounds the truncation error by eps/4 · max|u|.
 
-    Above 32×32 pixels the dense and split routes blur u − mean(u) and add the mean back (F(t) keeps
-    constants), which halves float32 round-off. ``A_H`` and ``A_W`` (K+1, L, L) are built
-    on first access.
+    Above 32×32 pixels the dense route blurs u − mean(u) and adds the mean back (F(t) keeps
+    constants), which halves float32 round-off. ``A_H`` and ``A_W`` (K+1, L, L) are the
+    dense route's factors; the dct route builds them on first access.
     """
 
     def __init__(self, times, H: int, W: int, dtype=torch.float32, device=None, route: str = "auto"):
@@ -193,42 +174,17 @@ class HeatOperator:
         if route == "dct" and self.device.type != "cpu":
             raise ValueError("the dct route (scipy.fft) runs on the CPU only; use route='dense'")
         self.route = route
-        self._full: dict[str, Tensor] = {}
-        K1 = len(self.times)
+        self._AH: Tensor | None = None
+        self._AW: Tensor | None = None
         if route == "dct":
             # per-level decay along each axis, (K+1, L) in the operator's dtype (NumPy)
             np_dtype = torch.empty((), dtype=dtype).numpy().dtype
             self._decay_H = mode_decay(self.times, H).astype(np_dtype)
             self._decay_W = mode_decay(self.times, W).astype(np_dtype)
-            stored = np.zeros(K1, dtype=bool)
-            self.dense_levels = 0
-        elif route == "dense":
-            stored = np.ones(K1, dtype=bool)
-            self.dense_levels = K1
         else:
-            eps = float(torch.finfo(dtype).eps) / (4.0 * np.sqrt(H * W))
-            qH, qW = max(4, H // 16), max(4, W // 16)  # bucket widths: few buckets, little waste
-            mH = np.minimum(-(-_kept_modes(eigenvalues(H), self.times, eps) // qH) * qH, H)
-            mW = np.minimum(-(-_kept_modes(eigenvalues(W), self.times, eps) // qW) * qW, W)
-            dense = (mH >= TRUNCATE_BELOW * H) | (mW >= TRUNCATE_BELOW * W)
-            self._bucket = np.where(dense, -1, mH * (W + 1) + mW)
-            self.dense_levels = int(dense.sum())
-            # dense factors for the dense levels and the level after each of them (blur_pair
-            # takes its route from level k-1 and needs level k too)
-            stored = dense.copy()
-            stored[1:] |= dense[:-1]
-            self._DH = dct_matrix(H, dtype, self.device)
-            self._DW = dct_matrix(W, dtype, self.device)
-            self._eH = torch.as_tensor(mode_decay(self.times, H), dtype=dtype, device=self.device)
-            self._eW = torch.as_tensor(mode_decay(self.times, W), dtype=dtype, device=self.device)
-        levels = np.flatnonzero(stored)
-        row = np.full(K1, -1)
-        row[levels] = np.arange(len(levels))
-        self._row_t = torch.as_tensor(row, device=self.device)
-        self._AH = heat_matrix(H, self.times[levels], dtype, self.device) if len(levels) else None
-        # symmetric; a square image uses the same factor (and one gather) for both axes
-        self._AW = (self._AH if H == W or self._AH is None
-                    else heat_matrix(W, self.times[levels], dtype, self.device))
+            self._AH = heat_matrix(H, self.times, dtype, self.device)
+            # symmetric; a square image uses the same factor (and one gather) for both axes
+            self._AW = self._AH if H == W else heat_matrix(W, self.times, dtype, self.device)
 
     @classmethod
     def from_schedule(cls, K, blur_sigma_min, blur_sigma_max, H, W, dtype=torch.float32, device=None,
@@ -246,16 +202,16 @@ class HeatOperator:
     @property
     def A_H(self) -> Tensor:
         """Row factors A_H(t_k) for every level, (K+1, H, H)."""
-        if "H" not in self._full:
-            self._full["H"] = heat_matrix(self.H, self.times, self.dtype, self.device)
-        return self._full["H"]
+        if self._AH is None:
+            self._AH = heat_matrix(self.H, self.times, self.dtype, self.device)
+        return self._AH
 
     @property
     def A_W(self) -> Tensor:
         """Column factors A_W(t_k) for every level, (K+1, W, W); symmetric."""
-        if "W" not in self._full:
-            self._full["W"] = heat_matrix(self.W, self.times, self.dtype, self.device)
-        return self._full["W"]
+        if self._AW is None:
+            self._AW = heat_matrix(self.W, self.times, self.dtype, self.device)
+        return self._AW
 
     def _check(self, u: Tensor, k, lowest: int = 0) -> Tensor:
         """k as a level per image on the operator's device, each in lowest..K. The range
@@ -284,8 +240,6 @@ class HeatOperator:
         with torch.autocast(self.device.type, enabled=False):
             if self.route == "dct":
                 return self._dct(u, k, pair=False)[0]
-            if self.route == "split":
-                return self._split(u.to(device=self.device, dtype=self.dtype), k, pair=False)[0]
             u, mean = self._centred(u)
             out = self._dense_blur(u, k)
             return out if mean is None else out.add_(mean)
@@ -296,8 +250,6 @@ class HeatOperator:
         with torch.autocast(self.device.type, enabled=False):
             if self.route == "dct":
                 return self._dct(u, k, pair=True)
-            if self.route == "split":
-                return self._split(u.to(device=self.device, dtype=self.dtype), k, pair=True)
             u, mean = self._centred(u)
             outs = self._dense_pair(u, k)
             return outs if mean is None else (outs[0].add_(mean), outs[1].add_(mean))
@@ -320,28 +272,22 @@ class HeatOperator:
         copy, where a broadcast over channels costs the copy and a slower product. For a
         square image the per-image factor is every C-th of those, a strided view.
         """
-        rows = self._row_t[k]
-        AH = self._AH.index_select(0, rows.repeat_interleave(C))
-        AW = AH[::C] if self._AW is self._AH else self._AW.index_select(0, rows)
+        AH = self._AH.index_select(0, k.repeat_interleave(C))
+        AW = AH[::C] if self._AW is self._AH else self._AW.index_select(0, k)
         return AH, AW
 
-    def _dense_blur(self, u: Tensor, k: Tensor, out: Tensor | None = None) -> Tensor:
-        """A_H[k]·u·A_W[k]; ``out`` (contiguous) receives the result if given."""
+    def _dense_blur(self, u: Tensor, k: Tensor) -> Tensor:
+        """A_H[k]·u·A_W[k]."""
         B, C, H, W = u.shape
         AH, AW = self._factors(k, C)
         y = torch.bmm(u.reshape(B, C * H, W), AW)  # u·A_W (A_W symmetric): B products
-        res = torch.bmm(AH, y.view(B * C, H, W),  # A_H·(u·A_W): B·C products
-                        out=None if out is None else out.view(B * C, H, W))
-        return res.view(B, C, H, W)
+        return torch.bmm(AH, y.view(B * C, H, W)).view(B, C, H, W)  # A_H·(u·A_W): B·C products
 
-    def _dense_pair(self, u: Tensor, k: Tensor, outs: tuple[Tensor, Tensor] | None = None
-                    ) -> tuple[Tensor, Tensor]:
-        # Two blurs. Sharing the first product, u·[A_W(t_k) | A_W(t_k-1)], measured slower
-        # on the CPU here (128 × 3 × 32 × 32: 1.21 ms against 0.97 ms), and so did one
-        # stacked batch of both levels (1.44 ms): the wider product and the strided halves
-        # cost more than the second product they save.
-        outs = outs or (None, None)
-        return self._dense_blur(u, k, outs[0]), self._dense_blur(u, k - 1, outs[1])
+    def _dense_pair(self, u: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        # Two blurs. Sharing the first product, u·[A_W(t_k) | A_W(t_k-1)], or one stacked
+        # batch of both levels measured slower on the CPU (benchmarks/README.md): the wider
+        # product and the strided halves cost more than the second product they save.
+        return self._dense_blur(u, k), self._dense_blur(u, k - 1)
 
     # ----------------------------------------------------------------- dct route
     def _dct(self, u: Tensor, k: Tensor, pair: bool) -> tuple[Tensor, ...]:
@@ -362,66 +308,3 @@ class HeatOperator:
             outs.append(torch.from_numpy(scipy.fft.idctn(c, type=2, norm="ortho", axes=(-2, -1),
                                                          workers=workers, overwrite_x=True)))
         return tuple(outs)
-
-    # ----------------------------------------------------------------- split route
-    def _split(self, u: Tensor, k: Tensor, pair: bool) -> tuple[Tensor, ...]:
-        """The batch in chunks of a few MB (their temporaries stay in the cache)."""
-        B, C, H, W = u.shape
-        outs = tuple(torch.empty_like(u, memory_format=torch.contiguous_format)
-                     for _ in range(2 if pair else 1))
-        n = max(1, SPLIT_CHUNK_BYTES // (C * H * W * u.element_size()))
-        for i in range(0, B, n):
-            self._split_chunk(u[i:i + n], k[i:i + n], tuple(o[i:i + n] for o in outs))
-        return outs
-
-    def _split_chunk(self, u: Tensor, k: Tensor, outs: tuple[Tensor, ...]) -> None:
-        """Images sorted by bucket, each bucket a contiguous slice written in place; the
-        input is centred (F(t) keeps the mean) to halve float32 round-off."""
-        pair = len(outs) == 2
-        W = u.shape[3]
-        mean = u.mean(dim=(2, 3), keepdim=True)
-        k_np = k.cpu().numpy()
-        key = self._bucket[k_np - 1 if pair else k_np]  # the less blurred level sets the modes
-        buckets, counts = np.unique(key, return_counts=True)
-        order = np.argsort(key, kind="stable")
-        sort = len(buckets) > 1
-        if sort:
-            perm = torch.as_tensor(order, device=u.device)
-            x, k, mean = u.index_select(0, perm), k[perm], mean.index_select(0, perm)
-            x.sub_(mean)
-            results = tuple(torch.empty_like(x) for _ in outs)
-        else:
-            x, results = u - mean, outs
-        start = 0
-        for b, n in zip(buckets.tolist(), counts.tolist()):
-            sl = slice(start, start + n)
-            target = tuple(r[sl] for r in results)
-            if b < 0:
-                if pair:
-                    self._dense_pair(x[sl], k[sl], target)
-                else:
-                    self._dense_blur(x[sl], k[sl], target[0])
-            else:
-                levels = [k[sl], k[sl] - 1] if pair else [k[sl]]
-                self._truncated(x[sl], levels, *divmod(b, W + 1), outs=target)
-            start += n
-        for r, out in zip(results, outs):
-            r.add_(mean)
-            if sort:
-                torch.index_select(r, 0, torch.as_tensor(np.argsort(order), device=u.device), out=out)
-
-    def _truncated(self, x: Tensor, levels: list[Tensor], mH: int, mW: int,
-                   outs: tuple[Tensor, ...]) -> None:
-        """D_mᵀ (e_k ⊙ D_m x D_mᵀ) D_m for each of ``levels`` into ``outs`` (n, C, H, W),
-        keeping mH × mW modes."""
-        n, C, H, W = x.shape
-        P = len(levels)
-        DH, DW = self._DH[:mH], self._DW[:mW]
-        y = (x.reshape(n * C * H, W) @ DW.T).view(n * C, H, mW)
-        c = (y.transpose(1, 2).reshape(n * C * mW, H) @ DH.T).view(n, C, mW, mH)  # coefficientsᵀ
-        decay = torch.stack([self._eW[lv, :mW][:, :, None] * self._eH[lv, :mH][:, None, :]
-                             for lv in levels])  # (P, n, mW, mH)
-        c = c.unsqueeze(0) * decay.unsqueeze(2)  # (P, n, C, mW, mH)
-        y = (c.view(P * n * C * mW, mH) @ DH).view(P, n * C, mW, H).transpose(2, 3)
-        for p, out in enumerate(outs):
-            torch.mm(y[p].reshape(n * C * H, mW), DW, out=out.view(n * C * H, W))

@@ -10,8 +10,7 @@ Conventions (one place):
   exactly λ(f) = (2πf)² at the radial frequency f = sqrt((n/2H)² + (m/2W)²). The DCT's
   even extension also avoids the edge-discontinuity leakage a periodic FFT adds to
   non-periodic photographs. ``basis="fft"`` gives the plain periodogram for periodic data.
-  (At small sizes the DCT estimate of α is biased low by about 0.05; see
-  :func:`default_fit_range`.)
+  (At small sizes the DCT estimate of α is biased low; see :func:`default_fit_range`.)
 - Normalisation: PSD(f) is the mean squared orthonormal coefficient |c|² (for the FFT,
   |F|²/(HW)) in the radial bin around f, averaged over images and channels after each
   channel's mean is removed. White noise of variance s² has PSD ≡ s², so adding
@@ -208,9 +207,8 @@ def default_fit_range(H: int, W: int) -> tuple[float, float]:
     The lowest bins are left out because finite image size biases them: in the DCT basis the
     first few coefficients of an axis carry less power than the spectrum at their nominal
     frequency (their effective frequency is higher), which lowers the fitted α; in the FFT
-    basis the border discontinuity adds power there. Measured on crops of synthetic 1/f^α
-    fields (α = 1.5–2.5) this range gives α within about 0.05 (DCT, biased low) of the
-    truth at 64×64 and about 0.1 at 28×28.
+    basis the border discontinuity adds power there. What bias remains (DCT, low, larger
+    on smaller images) is measured in benchmarks/README.md, "Power-law fit".
     """
     return 2.0 / min(H, W), 0.5
 

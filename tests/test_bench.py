@@ -125,17 +125,13 @@ def test_peak_memory_sees_torch_allocations():
 
 
 # ----------------------------------------------------------------- heat operator routes
-@pytest.mark.parametrize("route", ["split", "dct"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
-def test_large_image_routes_are_exact(route, dtype, tol):
-    """The CPU routes for large images (split: dense levels + truncated cosine buckets;
-    dct: scipy's fast DCT) against float64 scipy, for blur and blur_pair, on a non-square
-    image."""
+def test_large_image_route_is_exact(dtype, tol):
+    """The CPU route for large images (dct: scipy's fast DCT) against float64 scipy, for
+    blur and blur_pair, on a non-square image."""
     times = blur_times(blur_schedule(200, 0.5, 64.0))
-    op = HeatOperator(times, 96, 80, dtype=dtype, route=route)
-    assert op.route == route
-    if route == "split":
-        assert 0 < op.dense_levels < 150
+    op = HeatOperator(times, 96, 80, dtype=dtype, route="dct")
+    assert op.route == "dct"
     rng = np.random.default_rng(0)
     u = rng.uniform(size=(12, 2, 96, 80))
     k = np.array([0, 1, 2, 40, 60, 80, 100, 120, 150, 180, 199, 200])
@@ -151,21 +147,6 @@ def test_large_image_routes_are_exact(route, dtype, tol):
     dense = HeatOperator(times, 96, 80, dtype=dtype, route="dense")
     assert np.abs(dense.blur(torch.tensor(u, dtype=dtype), torch.tensor(k)).double().numpy()
                   - blurred).max() < tol
-
-
-def test_split_route_in_chunks(monkeypatch):
-    """Batches larger than a chunk: every chunk sorted by bucket and put back in order."""
-    import ihdm.heat
-
-    times = blur_times(blur_schedule(100, 0.5, 40.0))
-    op = HeatOperator(times, 72, 72, route="split")
-    rng = np.random.default_rng(1)
-    u = rng.uniform(size=(11, 1, 72, 72))
-    k = rng.integers(1, 101, size=11)
-    monkeypatch.setattr(ihdm.heat, "SPLIT_CHUNK_BYTES", 4 * 72 * 72 * 4)  # 4 images a chunk
-    a, b = op.blur_pair(torch.tensor(u, dtype=torch.float32), torch.tensor(k))
-    assert np.abs(a.double().numpy() - scipy_heat(u, times[k])).max() < 1e-6
-    assert np.abs(b.double().numpy() - scipy_heat(u, times[k - 1])).max() < 1e-6
 
 
 def test_heat_operator_ignores_autocast():
