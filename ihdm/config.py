@@ -39,6 +39,24 @@ def _fill_defaults(node: dict, sch: dict) -> None:
             _fill_defaults(node[key], sub)
 
 
+def _is_integer_schema(sub: dict) -> bool:
+    kind = sub.get("type")
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
+
+
+def _coerce_integers(node: dict, sch: dict) -> None:
+    """Integral floats (5.0) at integer keys become ints, so that a key has one type
+    wherever it is recorded (JSON schema accepts 5.0 as an integer, Python APIs do not)."""
+    for key, sub in sch.get("properties", {}).items():
+        value = node.get(key)
+        if isinstance(value, float) and value.is_integer() and _is_integer_schema(sub):
+            node[key] = int(value)
+        elif isinstance(value, list) and _is_integer_schema(sub.get("items", {})):
+            node[key] = [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
+        elif isinstance(value, dict) and sub.get("type") == "object":
+            _coerce_integers(value, sub)
+
+
 def _key_name(err: jsonschema.ValidationError) -> str:
     path = ".".join(str(p) for p in err.absolute_path)
     if err.validator == "additionalProperties":
@@ -54,6 +72,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(cfg).__name__}")
     _fill_defaults(cfg, schema())
+    _coerce_integers(cfg, schema())
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
@@ -64,6 +83,8 @@ def validate(cfg: dict, source: str = "config") -> dict:
                 lines.append(f"unknown key '{key}'")
             else:
                 lines.append(f"key '{key}': {err.message}")
+        if len(lines) == 1:
+            raise ConfigError(f"{source}: {lines[0]}")
         raise ConfigError(f"{source}: invalid configuration\n  " + "\n  ".join(lines))
     _check_semantics(cfg, source)
     return cfg
@@ -106,13 +127,20 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, value = text.split("=", 1)
-    parsed = yaml.safe_load(value)
+    path = key.strip().split(".")
+    if not all(path):
+        raise ConfigError(f"override '{text}': '{key}' is not a dotted key such as train.steps")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({reason})") from None
     if isinstance(parsed, str):  # YAML 1.1 reads "1e-4" as a string; users mean a number
         try:
             parsed = float(parsed)
         except ValueError:
             pass
-    return key.strip().split("."), parsed
+    return path, parsed
 
 
 def apply_overrides(cfg: dict, overrides: list[str] | None) -> dict:

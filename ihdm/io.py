@@ -118,7 +118,7 @@ def collect_metrics(paths: list[str | Path], out_csv: str | Path) -> list[dict]:
         try:
             record = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"metric file '{path}' cannot be read as JSON ({exc})") from None
+            raise InputFileError(f"metric file '{path}' cannot be read as JSON ({exc})") from None
         row: dict = {"source": str(path)}
         cfg = record.get("config", {})
         row["train_size"] = cfg.get("data", {}).get("train_size")

@@ -117,8 +117,8 @@ def lr_at(step: int, cfg_train: dict) -> float:
 def ema_decay_at(step: int, cfg_train: dict) -> float:
     """The EMA decay after training step ``step`` (0-based). With ``train.ema_warmup`` it
     ramps up as min(decay, (1 + step) / (10 + step)): a fixed 0.999 leaves 0.999^600 = 55 %
-    of the random initial weights in the average after 600 steps (samples from a 600-step
-    run were noise: domain FD 882-1282 against 240-267 with the raw weights); the ramp
+    of the random initial weights in the average after 600 steps (benchmarks/README.md,
+    "EMA warm-up"); the ramp
     averages over about the last tenth of the steps until the configured decay takes over
     (step 9 000 for 0.999)."""
     decay = cfg_train["ema_decay"]
