@@ -418,9 +418,9 @@ def sample_benchmark(cfg: dict, *, device: str, precision: str, n: int, seed: in
         net = CUDAGraphed(net)
     prior = torch.rand((16, C, R, R), generator=torch.Generator().manual_seed(seed))
     ihdm, ddpm = IHDM.from_config(cfg), DDPM.from_config(cfg)
+    ihdm.prior_images = prior
     runs = {
-        "ihdm": (ihdm.K, lambda: ihdm.sample(net, n, (C, R, R), prior_images=prior, seed=seed,
-                                            batch_size=n, device=dev)),
+        "ihdm": (ihdm.K, lambda: ihdm.sample(net, n, (C, R, R), seed=seed, batch_size=n, device=dev)),
         "ddpm_ddim": (len(ddpm.ddim_timesteps(ddpm.ddim_steps)),
                       lambda: ddpm.sample(net, n, (C, R, R), seed=seed, batch_size=n, device=dev,
                                           sampler="ddim")),

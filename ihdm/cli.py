@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, load_config
+from .provenance import models
 
 log = logging.getLogger("ihdm")
+MODELS = models()
+VARIANTS = list(dict.fromkeys(v for info in MODELS.values() for v in info["variants"]))
 
 
 def _config(args) -> dict:
@@ -105,50 +108,35 @@ def cmd_train(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    import torch
+    from .runtime import (autocast, load_model, model_class, model_config, resolve_device,
+                          training_images)
 
-    from .runtime import autocast, build_process, load_model, resolve_device, training_images
-
-    overrides = load_config(args.config, args.set) if args.config else None
-    device = resolve_device(overrides or {"device": "auto"})
-    net, cfg, model, state = load_model(args.checkpoint, device=device,
-                                        use_ema=not args.no_ema)
-    if overrides is not None:  # sampling settings come from the given config
-        cfg = {**cfg, "sample": overrides["sample"]}
+    given = load_config(args.config, args.set) if args.config else None
+    device = resolve_device(given or {"device": "auto"})
+    net, stored, model, state = load_model(args.checkpoint, device=device, use_ema=not args.no_ema)
+    cfg = model_config(given, stored, model, args.checkpoint)
     sc = cfg["sample"]
     if sc["cuda_graphs"] and device.type == "cuda":
         from .unet import CUDAGraphed
 
         net = CUDAGraphed(net)
-    process = build_process(cfg, model)
-    C, R = cfg["data"]["channels"], cfg["data"]["resolution"]
-    kwargs = dict(seed=args.seed, variant=args.variant, trajectory_frames=sc["trajectory_frames"],
-                  batch_size=sc["batch_size"], device=device)
-    if model == "ihdm":
+    cls = model_class(model)
+    if args.variant not in cls.variants:
+        raise ConfigError(f"'{args.checkpoint}' is a {model} model, which cannot sample variant "
+                          f"'{args.variant}'; it supports {list(cls.variants)}")
+    prior = None
+    if cls.uses_training_images:
         data_path = args.data or state.get("data_path")
         if not data_path:
-            raise ConfigError("IHDM sampling needs the training images for its prior: pass --data")
-        prior = torch.from_numpy(training_images(cfg, data_path)).permute(0, 3, 1, 2)
-        kwargs.update(prior_images=prior.float() / 255.0,
-                      interpolation_frames=sc["interpolation_frames"])
-    else:
-        kwargs.update(sampler=args.sampler)
+            raise ConfigError(f"{model} sampling needs the training images: pass --data")
+        prior = training_images(cfg, data_path)
+    process = cls.from_config(cfg, prior_images=prior)
+    C, R = cfg["data"]["channels"], cfg["data"]["resolution"]
     n = args.n if args.n is not None else sc["n"]
-    amp = autocast(cfg, device)
-    if model == "ddpm" and args.variant == "interpolate":
-        # one DDIM interpolation of `frames` images per row, each row from its own pair of noises
-        # (all rows in one batched DDIM run, eta = 0: deterministic given the noises)
-        frames = sc["interpolation_frames"]
-        x_T = torch.cat([process.interpolation_noise((C, R, R), frames, args.seed * 100003 + r)
-                         for r in range(n)])
-        with amp:
-            result = process.sample(net, n * frames, (C, R, R), x_T=x_T,
-                                    **{**kwargs, "trajectory_frames": 0})
-        result.update(trajectory=None, levels=[])
-    else:
-        with amp:
-            result = process.sample(net, n, (C, R, R), **kwargs)
-        result.setdefault("levels", [])
+    with autocast(cfg, device):
+        result = process.sample(net, n, (C, R, R), seed=args.seed, variant=args.variant,
+                                trajectory_frames=sc["trajectory_frames"],
+                                batch_size=sc["batch_size"], device=device)
     from .samples import write_samples
 
     write_samples(args.out, result, meta={"model": model, "variant": args.variant,
@@ -218,21 +206,17 @@ def cmd_evaluate(args) -> None:
             reference_stats(load_images(args.test)[0], stats, weights=weights)
         values = fid_kid(samples["images"], stats, weights=weights, seed=cfg["seed"])
     elif args.metric == "nll":
-        from .runtime import build_process, load_model, resolve_device, training_images
+        from .runtime import load_model, model_class, model_config, resolve_device, training_images
 
-        device = resolve_device(cfg)
-        net, ckpt_cfg, model, state = load_model(args.checkpoint, device=device)
+        net, stored, model, state = load_model(args.checkpoint, device=resolve_device(cfg))
         meta = {"model": model, "checkpoint": str(args.checkpoint), "step": int(state["step"])}
-        process = build_process(ckpt_cfg, model)
+        model_cfg = model_config(cfg, stored, model, args.checkpoint)
+        cls = model_class(model)
+        prior = (training_images(model_cfg, args.data or state.get("data_path"))
+                 if cls.uses_training_images else None)
+        process = cls.from_config(model_cfg, prior_images=prior)
         test = load_images(args.test)[0][: cfg["evaluate"]["nll_images"]]
-        if model == "ihdm":
-            data = args.data or state.get("data_path")
-            train_images = torch.from_numpy(training_images(ckpt_cfg, data)).permute(0, 3, 1, 2)
-            values = process.nll(net, torch.from_numpy(test).permute(0, 3, 1, 2), train_images.float() / 255,
-                                 seed=cfg["seed"])
-        else:
-            values = process.nll_bits_per_dim(net, test, t_stride=cfg["evaluate"]["ddpm_nll_t_stride"],
-                                              seed=cfg["seed"], device=device)
+        values = process.nll(net, test, seed=cfg["seed"])
     elif args.metric == "memorization":
         from .metrics.emergent import memorization
         from .runtime import training_images
@@ -378,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
 
     sp = add("train", cmd_train, "train IHDM or the DDPM baseline (resumes when DIR has checkpoints)")
-    sp.add_argument("--model", choices=["ihdm", "ddpm"], required=True)
+    sp.add_argument("--model", choices=list(MODELS), required=True)
     sp.add_argument("--data", required=True, help="training images (.npz from `ihdm prepare`)")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--steps", type=int, help="override train.steps")
@@ -392,11 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", required=True)
     sp.add_argument("--n", type=int, help="number of samples (rows for interpolate)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--variant", default="random",
-                    choices=["random", "shared-prior", "shared-noise", "interpolate"])
-    sp.add_argument("--sampler", default="ddim", choices=["ancestral", "ddim"],
-                    help="DDPM only")
-    sp.add_argument("--data", help="training images for IHDM's prior (default: the training data)")
+    sp.add_argument("--variant", default="random", choices=VARIANTS,
+                    help="what the samples share (the variants each model supports: "
+                         + "; ".join(f"{m}: {', '.join(i['variants'])}" for m, i in MODELS.items())
+                         + "); DDPM's sampler is the config key ddpm.sampler")
+    sp.add_argument("--data", help="training images, for the models that use them (IHDM's "
+                                   "prior; default: the checkpoint's training data)")
     sp.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
     sp.add_argument("--out", required=True, help="output .npz (a .png grid is written beside it)")
 

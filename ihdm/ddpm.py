@@ -28,9 +28,16 @@ from torch import nn
 from ihdm.metrics.nll import bits_per_dim, discretized_gaussian_log_likelihood, gaussian_kl
 from ihdm.noise import slerp
 
+# What the package, the workflow and the tests know of this model (read from the source,
+# without importing it, by ihdm.provenance.models)
+MODEL = "ddpm"
 VARIANTS = ("random", "interpolate")
+#: the config keys that shape the trained weights (the sampler's keys do not)
+TRAINING_KEYS = ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end")
 IHDM_ONLY_VARIANTS = ("shared-prior", "shared-noise")
 SAMPLERS = ("ancestral", "ddim")
+#: seeds of the noise pairs behind interpolation row r: seed * ROW_SEED_STRIDE + r
+ROW_SEED_STRIDE = 100003
 
 
 def linear_betas(T: int, beta_start: float, beta_end: float) -> torch.Tensor:
@@ -54,6 +61,10 @@ def _net_device(net: nn.Module) -> torch.device:
 class DDPM:
     """Noise schedule, epsilon-prediction loss, ancestral/DDIM samplers and the variational bound."""
 
+    name = MODEL
+    variants = VARIANTS
+    uses_training_images = False
+
     def __init__(
         self,
         T: int = 1000,
@@ -62,6 +73,9 @@ class DDPM:
         beta_end: float = 0.02,
         ddim_steps: int = 100,
         ddim_eta: float = 0.0,
+        sampler: str = "ddim",
+        interpolation_frames: int = 9,
+        nll_t_stride: int = 1,
     ) -> None:
         if T < 1:
             raise ValueError(f"ddpm.T must be at least 1, got {T}")
@@ -79,6 +93,10 @@ class DDPM:
             raise ValueError(f"ddpm.ddim_steps must be at least 1, got {ddim_steps}")
         if ddim_eta < 0:
             raise ValueError(f"ddpm.ddim_eta must be >= 0, got {ddim_eta}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"ddpm.sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        self.sampler, self.interpolation_frames = sampler, int(interpolation_frames)
+        self.nll_t_stride = int(nll_t_stride)
         self.T, self.schedule = T, schedule
         self.ddim_steps, self.ddim_eta = min(int(ddim_steps), T), float(ddim_eta)  # > T means all T steps
         # float64 on the CPU; gathered and cast per use.
@@ -93,13 +111,18 @@ class DDPM:
         self._tables: dict[tuple, torch.Tensor] = {}
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "DDPM":
-        """Build from the full config (its ``ddpm`` section) or from the ``ddpm`` section itself."""
-        section = cfg.get("ddpm", cfg)
-        known = {"T", "schedule", "beta_start", "beta_end", "ddim_steps", "ddim_eta"}
+    def from_config(cls, cfg: dict[str, Any], *, prior_images: np.ndarray | None = None) -> "DDPM":
+        """Build from the full config (its ``ddpm`` section, sample.interpolation_frames and
+        evaluate.ddpm_nll_t_stride) or from the ``ddpm`` section itself. DDPM has no use for
+        ``prior_images`` (the interface's training images)."""
+        section = dict(cfg.get("ddpm", cfg))
+        known = {"T", "schedule", "beta_start", "beta_end", "ddim_steps", "ddim_eta", "sampler"}
         unknown = set(section) - known
         if unknown:
             raise ValueError(f"unknown key(s) in section 'ddpm': {sorted(unknown)}")
+        if "ddpm" in cfg:
+            section["interpolation_frames"] = cfg.get("sample", {}).get("interpolation_frames", 9)
+            section["nll_t_stride"] = cfg.get("evaluate", {}).get("ddpm_nll_t_stride", 1)
         return cls(**section)
 
     # ----------------------------------------------------------------- helpers
@@ -245,26 +268,32 @@ class DDPM:
         trajectory_frames: int = 0,
         batch_size: int | None = None,
         device: str | torch.device | None = None,
-        sampler: str = "ddim",
+        sampler: str | None = None,
         steps: int | None = None,
         eta: float | None = None,
         clip_denoised: bool = True,
         x_T: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor | None]:
+    ) -> dict[str, Any]:
         """Draw ``n`` images of ``shape`` (C, H, W) in [0, 1].
 
-        ``variant``: "random" (independent samples) or "interpolate" (``n`` frames of
-        deterministic DDIM, eta = 0, from spherically interpolated noise between two seeded noise
-        states). ``sampler``: "ddim" (``steps``/``eta`` default to ddpm.ddim_steps/ddim_eta) or
-        "ancestral" (all T steps). ``trajectory_frames`` F > 0 also returns (n, F, C, H, W) states
+        ``variant``: "random" (independent samples) or "interpolate" (``n`` rows of
+        ``interpolation_frames`` images of deterministic DDIM, eta = 0, from spherically
+        interpolated noise between two noise states; row r's are drawn with seed
+        ``seed * ROW_SEED_STRIDE + r``; no trajectory). ``sampler``: "ddim" (``steps``/``eta``
+        default to ddpm.ddim_steps/ddim_eta) or "ancestral" (all T steps); default the
+        config's ddpm.sampler. ``trajectory_frames`` F > 0 also returns (n, F, C, H, W) states
         x_t in [0, 1], evenly spaced from the start noise to the final image.
-        ``x_T`` (n, C, H, W), if given, is the start noise (e.g. several interpolation rows
-        from :meth:`interpolation_noise`, sampled in one batch); ``seed`` then only drives
-        the sampler's own noise (none for DDIM at eta = 0).
-        Returns {"images": (n, C, H, W) CPU float32, "trajectory": tensor or None}.
+        ``x_T`` (n, C, H, W), if given, is the start noise; ``seed`` then only drives the
+        sampler's own noise (none for DDIM at eta = 0).
+        Returns {"images": (N, C, H, W) CPU float32, "trajectory": tensor or None, "levels"}.
         """
+        if variant == "interpolate" and sampler not in (None, "ddim"):
+            raise ValueError("variant 'interpolate' runs deterministic DDIM; use sampler='ddim'")
+        sampler = self.sampler if sampler is None else sampler
         if variant in IHDM_ONLY_VARIANTS:
-            raise ValueError(
+            from .config import ConfigError
+
+            raise ConfigError(
                 f"sample variant {variant!r} is IHDM-only (it shares the prior state u_K or the noise "
                 f"sequence of the heat process); DDPM supports {list(VARIANTS)}"
             )
@@ -272,8 +301,15 @@ class DDPM:
             raise ValueError(f"unknown sample variant {variant!r}; DDPM supports {list(VARIANTS)}")
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}")
-        if variant == "interpolate" and sampler != "ddim":
-            raise ValueError("variant 'interpolate' runs deterministic DDIM; use sampler='ddim'")
+        if variant == "interpolate" and x_T is None:
+            # n rows of interpolation_frames images, all rows in one batched DDIM run
+            frames = self.interpolation_frames
+            x_T = torch.cat([self.interpolation_noise(shape, frames, seed * ROW_SEED_STRIDE + r)
+                             for r in range(n)])
+            result = self.sample(net, n * frames, shape, seed=seed, variant="interpolate",
+                                 batch_size=batch_size, device=device, sampler="ddim", steps=steps,
+                                 clip_denoised=clip_denoised, x_T=x_T)
+            return {**result, "trajectory": None, "levels": []}
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         shape = tuple(int(s) for s in shape)
@@ -302,8 +338,6 @@ class DDPM:
             if tuple(x_T.shape) != (n, *shape):
                 raise ValueError(f"x_T must have shape {(n, *shape)}, got {tuple(x_T.shape)}")
             x_T_all: torch.Tensor | None = x_T.float().cpu()
-        elif variant == "interpolate":
-            x_T_all = self.interpolation_noise(shape, n, seed)
         else:
             x_T_all = None
 
@@ -331,9 +365,19 @@ class DDPM:
             # fewer distinct states than requested frames: repeat the nearest ones
             idx = torch.round(torch.linspace(0, trajectory.shape[1] - 1, trajectory_frames)).long()
             trajectory = trajectory[:, idx]
-        return {"images": torch.cat(images), "trajectory": trajectory}
+        return {"images": torch.cat(images), "trajectory": trajectory, "levels": []}
 
     # ----------------------------------------------------------------- likelihood
+    def nll(self, net: nn.Module, images: np.ndarray, *, seed: int = 0, batch_size: int = 64) -> dict:
+        """The variational bound of uint8 NHWC test images in bits/dim, the keys shared by
+        every model's ``nll`` ("bits_per_dim", "terms_bits_per_dim", "n_images", "n_dims")
+        beside DDPM's own; every ``evaluate.ddpm_nll_t_stride``-th term (unbiased)."""
+        out = self.nll_bits_per_dim(net, images, batch_size=batch_size, t_stride=self.nll_t_stride,
+                                    seed=seed)
+        out["terms_bits_per_dim"] = {"L_T": out["prior_bpd"], "L_intermediate": out["diffusion_bpd"],
+                                     "L_0": out["decoder_bpd"]}
+        return out
+
     @torch.inference_mode()
     def nll_bits_per_dim(
         self,

@@ -27,12 +27,18 @@ from torch import Tensor, nn
 from .heat import HeatOperator, blur_schedule, blur_times
 from .noise import slerp
 
+# What the package, the workflow and the tests know of this model (read from the source,
+# without importing it, by ihdm.provenance.models)
+MODEL = "ihdm"
 VARIANTS = ("random", "shared-prior", "shared-noise", "interpolate")
+#: the config keys that shape the trained weights (heat.delta is read by sampling only)
+TRAINING_KEYS = ("heat.K", "heat.blur_sigma_min", "heat.blur_sigma_max", "heat.sigma")
 
 
 @dataclass
 class IHDM:
-    """The IHDM process for images of shape (C, H, W)."""
+    """The IHDM process for images of shape (C, H, W). ``prior_images`` (float NCHW in
+    [0, 1]) are the training images behind the KDE prior: sampling and the NLL need them."""
 
     K: int
     blur_sigma_min: float
@@ -41,6 +47,12 @@ class IHDM:
     delta: float
     H: int
     W: int
+    prior_images: Tensor | None = None
+    interpolation_frames: int = 9
+
+    name = MODEL
+    variants = VARIANTS
+    uses_training_images = True  # the KDE prior
 
     def __post_init__(self):
         self.blur_sigmas = blur_schedule(self.K, self.blur_sigma_min, self.blur_sigma_max)
@@ -48,9 +60,22 @@ class IHDM:
         self._ops: dict = {}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "IHDM":
+    def from_config(cls, cfg: dict, *, prior_images: np.ndarray | None = None) -> "IHDM":
+        """From the config; ``prior_images`` uint8 NHWC training images (for sampling)."""
+        from .data import to_tensor
+
         h, res = cfg["heat"], cfg["data"]["resolution"]
-        return cls(h["K"], h["blur_sigma_min"], h["blur_sigma_max"], h["sigma"], h["delta"], res, res)
+        prior = to_tensor(prior_images) if prior_images is not None else None
+        return cls(h["K"], h["blur_sigma_min"], h["blur_sigma_max"], h["sigma"], h["delta"], res, res,
+                   prior, cfg["sample"]["interpolation_frames"])
+
+    def _prior(self) -> Tensor:
+        if self.prior_images is None:
+            from .errors import UserError
+
+            raise UserError("IHDM's prior needs the training images: build the model with "
+                            "prior_images (ihdm sample/evaluate: --data)")
+        return self.prior_images
 
     def operator(self, like: Tensor) -> HeatOperator:
         key = (like.device, like.dtype if like.dtype == torch.float64 else torch.float32)
@@ -116,20 +141,21 @@ class IHDM:
         n: int,
         shape: tuple[int, int, int],
         *,
-        prior_images: Tensor,
         seed: int = 0,
         variant: str = "random",
         trajectory_frames: int = 0,
-        interpolation_frames: int = 9,
         batch_size: int = 256,
         device=None,
     ) -> dict:
-        """Draw samples. ``prior_images`` are training images (float NCHW in [0, 1]) for the
-        KDE prior. Returns {"images": (N, C, H, W) in [0, 1] (clamped), "trajectory":
+        """Draw samples. Returns {"images": (N, C, H, W) in [0, 1] (clamped), "trajectory":
         (N, F, C, H, W) or None, "levels": the trajectory's levels}. For ``interpolate``,
         N = n × interpolation_frames: n rows, each an interpolation between two draws."""
         if variant not in VARIANTS:
-            raise ValueError(f"unknown sampling variant '{variant}'; choose one of {VARIANTS}")
+            from .config import ConfigError
+
+            raise ConfigError(f"unknown sampling variant '{variant}'; IHDM supports {list(VARIANTS)}")
+        prior_images = self._prior()
+        interpolation_frames = self.interpolation_frames
         device = torch.device(device or next(net.parameters()).device)
         g = torch.Generator(device="cpu").manual_seed(seed)
         C, H, W = shape
@@ -188,9 +214,8 @@ class IHDM:
 
     # ----------------------------------------------------------------- likelihood
     @torch.inference_mode()
-    def nll(self, net: nn.Module, x_uint8: Tensor, train_images: Tensor, *, seed: int = 0,
-            batch_size: int = 64) -> dict:
-        """Negative ELBO in bits/dim with each term, for uint8 test images (N, C, H, W).
+    def nll(self, net: nn.Module, images: np.ndarray, *, seed: int = 0, batch_size: int = 64) -> dict:
+        """Negative ELBO in bits/dim with each term, for uint8 NHWC test images.
 
         Terms (nats per image, averaged over the test images):
         * ``L_K``: KL(q(u_K|u_0) ‖ p(u_K)) bounded above for the KDE mixture prior by
@@ -204,6 +229,8 @@ class IHDM:
         """
         from .metrics.nll import discretized_gaussian_log_likelihood
 
+        x_uint8 = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        train_images = self._prior()
         device = next(net.parameters()).device
         g = torch.Generator(device="cpu").manual_seed(seed)
         N_dims = int(np.prod(x_uint8.shape[1:]))
@@ -245,5 +272,6 @@ class IHDM:
             "terms_bits_per_dim": {key: v / (N_dims * math.log(2)) for key, v in terms.items()},
             "bits_per_dim": total / (N_dims * math.log(2)),
             "n_images": n_img,
+            "n_dims": N_dims,
             "n_prior_images": M,
         }

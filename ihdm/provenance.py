@@ -26,21 +26,16 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE = PACKAGE_DIR.name
+RUNTIME = f"{PACKAGE}.runtime"  # the module that builds models from their names
 
 #: config keys (dotted; a section name stands for all its keys) that shape the weights of
-#: every model; a model adds those of its own process (MODEL_KEYS)
+#: every model; a model adds those of its own process (its module's TRAINING_KEYS)
 COMMON_TRAINING_KEYS = (
     "seed", "data.train_size", "unet",
     "train.batch_size", "train.lr", "train.adam_beta1", "train.adam_beta2", "train.adam_eps",
     "train.warmup_steps", "train.grad_clip", "train.ema_decay", "train.ema_warmup",
     "train.mixed_precision", "train.cpu_bf16", "train.compile", "train.channels_last",
 )
-#: the keys of each model's own process that its training reads (sampling-only keys such as
-#: heat.delta or ddpm.ddim_steps are not among them)
-MODEL_KEYS = {
-    "ihdm": ("heat.K", "heat.blur_sigma_min", "heat.blur_sigma_max", "heat.sigma"),
-    "ddpm": ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end"),
-}
 #: keys that say how long to train, not what: the weights after step s do not depend on
 #: them, so a run resumes across a change (a longer train.steps extends it)
 LENGTH_KEYS = ("train.steps", "train.time_budget_min")
@@ -55,10 +50,40 @@ def lookup(cfg: dict, key: str):
 
 
 def training_keys(model: str) -> tuple[str, ...]:
-    """The dotted config keys that shape the weights of ``model``."""
-    if model not in MODEL_KEYS:
-        raise ValueError(f"unknown model '{model}'; choose one of {tuple(MODEL_KEYS)}")
-    return COMMON_TRAINING_KEYS + MODEL_KEYS[model]
+    """The dotted config keys that shape the weights of ``model``: the common ones and
+    the model module's TRAINING_KEYS."""
+    return COMMON_TRAINING_KEYS + tuple(model_info(model)["training_keys"])
+
+
+# --------------------------------------------------------------------------- models
+#: what a model module states at its top level (literals), read here without importing it
+MODEL_FACTS = {"MODEL": "name", "VARIANTS": "variants", "TRAINING_KEYS": "training_keys"}
+
+
+@cache
+def models() -> dict[str, dict]:
+    """Every model of the package: {name: {"module", "variants", "training_keys"}}, from
+    the modules that state ``MODEL = "<name>"`` at their top level (in file-name order).
+    The workflow and the CLI read the models from here; adding a model is adding its module."""
+    found = {}
+    for path in sorted(PACKAGE_DIR.glob("*.py")):
+        top = {node.targets[0].id: node.value for node in _parse(path).body
+               if isinstance(node, ast.Assign) and len(node.targets) == 1
+               and isinstance(node.targets[0], ast.Name) and node.targets[0].id in MODEL_FACTS}
+        facts = {MODEL_FACTS[k]: ast.literal_eval(v) for k, v in top.items()} if "MODEL" in top else {}
+        if "name" in facts:
+            missing = {"variants", "training_keys"} - set(facts)
+            if missing:
+                raise ValueError(f"{path}: a model module must state {sorted(missing)} at its top level")
+            found[facts.pop("name")] = {"module": f"{PACKAGE}.{path.stem}", **facts}
+    return found
+
+
+def model_info(model: str) -> dict:
+    known = models()
+    if model not in known:
+        raise ValueError(f"unknown model '{model}'; the package has {list(known)}")
+    return known[model]
 
 
 def training_config(cfg: dict, model: str) -> dict:
@@ -153,10 +178,6 @@ def _imported(node: ast.AST, package: str) -> set[str]:
     return {m for m in modules if m != PACKAGE and module_file(m) is not None}
 
 
-#: the module of each model: a model's code does not include the other models' modules
-MODEL_MODULES = {"ihdm": f"{PACKAGE}.inverse_heat", "ddpm": f"{PACKAGE}.ddpm"}
-
-
 def module_closure(modules: set[str], exclude: frozenset[str] = frozenset()) -> list[str]:
     """``modules`` and every ``ihdm`` module they import, transitively (not through or
     into the modules in ``exclude``)."""
@@ -194,13 +215,19 @@ def _command_nodes(command: str) -> list[ast.AST]:
 def command_modules(command: str, model: str | None = None) -> list[str]:
     """The ``ihdm`` modules whose code ``ihdm <command>`` runs (cli.py counted separately);
     for one ``model``, without the other models' modules."""
-    if model is not None and model not in MODEL_MODULES:
-        raise ValueError(f"unknown model '{model}'; choose one of {tuple(MODEL_MODULES)}")
+    if model is not None:
+        model_info(model)  # a known model
     imported: set[str] = set()
     for node in _command_nodes(command):
         imported |= _imported(node, PACKAGE)
-    others = frozenset(m for k, m in MODEL_MODULES.items() if model is not None and k != model)
-    return module_closure(imported, others)
+    # runtime.build_model imports the model modules by name: a command that builds a model
+    # runs the given model's module, or every model's when no model is given
+    chosen = [model] if model is not None else list(models())
+    others = frozenset(info["module"] for name, info in models().items() if name not in chosen)
+    closure = module_closure(imported, others)
+    if RUNTIME in closure:
+        closure = module_closure(set(closure) | {models()[m]["module"] for m in chosen}, others)
+    return closure
 
 
 def code_record(command: str, model: str | None = None) -> dict:

@@ -3,18 +3,19 @@ process object, the training images and loading a trained model with its config.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import checkpoint as ckpt_io
+from . import provenance
 from .config import ConfigError, validate
 from .data import DataError, load_images
 from .unet import build_unet
-
-MODELS = ("ihdm", "ddpm")
-
 
 def resolve_device(cfg: dict) -> torch.device:
     want = cfg.get("device", "auto")
@@ -33,17 +34,64 @@ def autocast(cfg: dict, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def build_process(cfg: dict, model: str):
-    """The loss/sampler object for ``model`` ('ihdm' or 'ddpm')."""
-    if model == "ihdm":
-        from .inverse_heat import IHDM
+class Model(Protocol):
+    """What every model module's model class implements (IHDM, DDPM, ...). Images in
+    tensors are float NCHW in [0, 1]; images as arrays uint8 NHWC."""
 
-        return IHDM.from_config(cfg)
-    if model == "ddpm":
-        from .ddpm import DDPM
+    name: ClassVar[str]
+    variants: ClassVar[tuple[str, ...]]  # the sampling variants it supports
+    uses_training_images: ClassVar[bool]  # needs prior_images to sample and score
 
-        return DDPM.from_config(cfg)
-    raise ConfigError(f"unknown model '{model}'; choose one of {MODELS}")
+    @classmethod
+    def from_config(cls, cfg: dict, *, prior_images: np.ndarray | None = None) -> "Model": ...
+
+    def loss(self, net: nn.Module, u0: torch.Tensor, generator: torch.Generator | None = None,
+             shard: slice | None = None) -> torch.Tensor: ...
+
+    def sample(self, net: nn.Module, n: int, shape: tuple[int, int, int], *, seed: int = 0,
+               variant: str = "random", trajectory_frames: int = 0, batch_size: int = 256,
+               device=None) -> dict:
+        """{"images": (N, C, H, W), "trajectory": (N, F, C, H, W) or None, "levels"}."""
+
+    def nll(self, net: nn.Module, images: np.ndarray, *, seed: int = 0, batch_size: int = 64) -> dict:
+        """{"bits_per_dim", "terms_bits_per_dim": {term: bpd}, "n_images", "n_dims", ...}."""
+
+
+def model_class(model: str) -> type[Model]:
+    """The class of ``model`` ('ihdm', 'ddpm', ...): found in the module that states
+    ``MODEL = "<model>"`` (see :func:`ihdm.provenance.models`)."""
+    known = provenance.models()
+    if model not in known:
+        raise ConfigError(f"unknown model '{model}'; choose one of {list(known)}")
+    module = importlib.import_module(known[model]["module"])
+    for obj in vars(module).values():
+        if isinstance(obj, type) and getattr(obj, "name", None) == model and hasattr(obj, "sample"):
+            return obj
+    raise ConfigError(f"{module.__name__} states MODEL = '{model}' but has no class named so")
+
+
+def build_model(cfg: dict, model: str, *, prior_images: np.ndarray | None = None) -> Model:
+    """``model``'s process object from the config (``prior_images``: uint8 NHWC training
+    images, for the models that use them)."""
+    return model_class(model).from_config(cfg, prior_images=prior_images)
+
+
+def model_config(given: dict | None, stored: dict, model: str, path) -> dict:
+    """The config to sample or score a trained model with: ``given`` (so that sampling keys
+    such as heat.delta or ddpm.sampler take effect), after checking that it agrees with the
+    config ``stored`` in the checkpoint on every key that shaped the weights; ``stored``
+    when no config is given."""
+    if given is None:
+        return stored
+    was, now = provenance.training_config(stored, model), provenance.training_config(given, model)
+    for key in ("data.resolution", "data.channels"):
+        was[key], now[key] = provenance.lookup(stored, key), provenance.lookup(given, key)
+    differ = [f"{key}: {was.get(key)} in the checkpoint, {now.get(key)} in the config"
+              for key in sorted(set(was) | set(now)) if was.get(key) != now.get(key)]
+    if differ:
+        raise ConfigError(f"'{path}' was trained with other settings than the config gives: "
+                          + "; ".join(differ) + ". Sample it with its own config, or train again")
+    return given
 
 
 def training_images(cfg: dict, data_path: str | Path) -> np.ndarray:

@@ -47,7 +47,7 @@ from . import checkpoint as ckpt_io
 from . import provenance
 from .config import ConfigError
 from .errors import UserError
-from .runtime import autocast, build_process, resolve_device, training_images
+from .runtime import autocast, build_model, resolve_device, training_images
 from .unet import build_unet
 
 log = logging.getLogger("ihdm.train")
@@ -318,7 +318,7 @@ def _train(cfg, model, data_path, out, progress, on_change) -> Path:
                           f"number of processes ({world}, train.processes)")
     local = tc["batch_size"] // world
     shard = slice(rank * local, (rank + 1) * local) if world > 1 else None
-    process = build_process(cfg, model)
+    process = build_model(cfg, model)
     images_np = training_images(cfg, data_path)
     record = provenance.training_record(cfg, model, images_np, device=device.type,
                                         threads=torch.get_num_threads())

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from ihdm.errors import UserError
 from ihdm.inverse_heat import IHDM
 from ihdm.noise import slerp
 from ihdm.unet import build_unet
@@ -55,10 +56,9 @@ def test_loss_is_the_papers_expression(mnist_images):
 
 def test_sampler_seeds_and_variants(mnist_images):
     cfg = tiny_config()
-    ihdm = IHDM.from_config(cfg)
+    ihdm = IHDM.from_config(cfg, prior_images=mnist_images)
     net = build_unet(cfg)  # zero-initialised output: the chain only adds noise to u_K
-    prior = torch.from_numpy(mnist_images).permute(0, 3, 1, 2).float() / 255
-    kw = dict(prior_images=prior, batch_size=8)
+    kw = dict(batch_size=8)
     a = ihdm.sample(net, 6, (1, 28, 28), seed=3, **kw)["images"]
     b = ihdm.sample(net, 6, (1, 28, 28), seed=3, **kw)["images"]
     c = ihdm.sample(net, 6, (1, 28, 28), seed=4, **kw)["images"]
@@ -83,12 +83,10 @@ def test_sampler_seeds_and_variants(mnist_images):
 
 
 def test_interpolation_and_trajectory(mnist_images):
-    cfg = tiny_config()
-    ihdm = IHDM.from_config(cfg)
+    cfg = tiny_config(sample__interpolation_frames=7)
+    ihdm = IHDM.from_config(cfg, prior_images=mnist_images)
     net = build_unet(cfg)
-    prior = torch.from_numpy(mnist_images).permute(0, 3, 1, 2).float() / 255
-    out = ihdm.sample(net, 2, (1, 28, 28), prior_images=prior, seed=0, variant="interpolate",
-                      interpolation_frames=7, trajectory_frames=3)
+    out = ihdm.sample(net, 2, (1, 28, 28), seed=0, variant="interpolate", trajectory_frames=3)
     frames = out["images"].view(2, 7, 1, 28, 28)
     steps = (frames[:, 1:] - frames[:, :-1]).flatten(2).norm(dim=2)
     ends = (frames[:, -1] - frames[:, 0]).flatten(1).norm(dim=1)
@@ -96,8 +94,10 @@ def test_interpolation_and_trajectory(mnist_images):
     assert out["trajectory"].shape == (14, 3, 1, 28, 28)
     levels = out["levels"]
     assert len(levels) == 3 and levels[0] == cfg["heat"]["K"] and levels[-1] == 0
-    with pytest.raises(ValueError, match="variant"):
-        ihdm.sample(net, 2, (1, 28, 28), prior_images=prior, variant="bogus")
+    with pytest.raises(UserError, match="variant"):
+        ihdm.sample(net, 2, (1, 28, 28), variant="bogus")
+    with pytest.raises(UserError, match="training images"):
+        IHDM.from_config(cfg).sample(net, 2, (1, 28, 28))
 
 
 def test_slerp_keeps_norm_of_independent_noise():

@@ -242,8 +242,8 @@ def test_cuda_graphs_replay_the_eager_network(bf16: bool) -> None:
                                    rtol=1e-5, atol=1e-5)
     cfg = load(None, ["data.resolution=16", "heat.K=10"])
     ihdm = IHDM.from_config(cfg)
-    prior = torch.rand(8, 1, 16, 16)
+    ihdm.prior_images = torch.rand(8, 1, 16, 16)
     with amp:
-        eager = ihdm.sample(net, 6, (1, 16, 16), prior_images=prior, seed=3, batch_size=4, device="cuda")
-        replay = ihdm.sample(graphed, 6, (1, 16, 16), prior_images=prior, seed=3, batch_size=4, device="cuda")
+        eager = ihdm.sample(net, 6, (1, 16, 16), seed=3, batch_size=4, device="cuda")
+        replay = ihdm.sample(graphed, 6, (1, 16, 16), seed=3, batch_size=4, device="cuda")
     torch.testing.assert_close(replay["images"], eager["images"], rtol=10 * tol, atol=10 * tol)
