@@ -355,7 +355,7 @@ def train_benchmark(cfg: dict, name: str, *, device: str, precision: str, batch:
                     steps: int, warmup: int, seed: int = 0) -> dict:
     """Images/s and peak memory of full IHDM training steps with ``cfg``'s network."""
     from .inverse_heat import IHDM
-    from .train import ema_update
+    from .train import train_step
     from .unet import build_unet, count_parameters
 
     dev = torch.device(device)
@@ -369,18 +369,12 @@ def train_benchmark(cfg: dict, name: str, *, device: str, precision: str, batch:
                            eps=tc["adam_eps"], fused=dev.type == "cuda")
     gen = torch.Generator(device=dev).manual_seed(seed)
     images = torch.rand((max(batch, 64), C, R, R), generator=gen, device=dev)
+    counter = iter(range(1 << 30))
 
-    def step():
+    def step():  # the training loop's own step (ihdm.train.train_step)
         idx = torch.randint(0, images.shape[0], (batch,), device=dev, generator=gen)
-        with _autocast(dev, precision):
-            loss = process.loss(net, images[idx], generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), tc["grad_clip"])
-        opt.step()
-        ema_update(ema, net, tc["ema_decay"])
-        return loss
+        return train_step(process, net, ema, opt, images[idx], next(counter), tc, generator=gen,
+                          amp=_autocast(dev, precision))
 
     times = []
     with PeakMemory(dev) as mem:

@@ -133,6 +133,28 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
         be.copy_(b)
 
 
+def train_step(process, net: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
+               u0: torch.Tensor, step: int, cfg_train: dict, *, generator: torch.Generator,
+               amp=None, step_fn: nn.Module | None = None, shard: slice | None = None) -> torch.Tensor:
+    """One optimisation step on the batch ``u0`` (float NCHW in [0, 1]): the learning rate
+    of ``step``, the model's loss under ``amp``, backward, gradient clipping, Adam, the EMA.
+    ``step_fn`` is the network as the loss calls it (a DDP or compiled wrapper of ``net``);
+    ``shard`` this process's part of the batch. Returns the loss, detached, on its device.
+    The training loop and ``ihdm bench`` both run this."""
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, cfg_train)
+    with amp if amp is not None else contextlib.nullcontext():
+        loss = process.loss(step_fn if step_fn is not None else net, u0, generator=generator,
+                            shard=shard)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg_train["grad_clip"]:
+        nn.utils.clip_grad_norm_(net.parameters(), cfg_train["grad_clip"])
+    opt.step()
+    ema_update(ema, net, ema_decay_at(step, cfg_train))
+    return loss.detach()
+
+
 def _setup_file_log(out: Path) -> logging.Handler:
     handler = logging.FileHandler(out / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -427,21 +449,12 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
         budget = tc["time_budget_min"] * 60 if tc["time_budget_min"] else None
         done = start
         for step in bar:
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, tc)
             idx = torch.randint(0, N, (tc["batch_size"],), device=device, generator=gen)
             u0 = run.images[idx].float().div_(255.0).contiguous(memory_format=run.memory_format)
-            with autocast(cfg, device):
-                loss = run.process.loss(run.step_fn, u0, generator=gen, shard=run.shard)
-            reported = loss.detach().clone()
+            reported = train_step(run.process, net, ema, opt, u0, step, tc, generator=gen,
+                                  amp=autocast(cfg, device), step_fn=run.step_fn, shard=run.shard)
             if world > 1:  # every rank sees the mean over the whole batch (and stops together)
                 dist.all_reduce(reported, op=dist.ReduceOp.AVG)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc["grad_clip"]:
-                nn.utils.clip_grad_norm_(net.parameters(), tc["grad_clip"])
-            opt.step()
-            ema_update(ema, net, ema_decay_at(step, tc))
             # summed where the loss is: read back (a host sync on a GPU) only to log,
             # to checkpoint or to stop, and checked for divergence then
             acc = reported if acc is None else acc + reported
