@@ -194,6 +194,18 @@ def module_closure(modules: set[str], exclude: frozenset[str] = frozenset()) -> 
     return sorted(seen - exclude)
 
 
+def import_graph() -> dict[str, set[str]]:
+    """{module: the ihdm modules it imports} over the whole package, imports inside
+    functions included (a module's own parent packages left out)."""
+    graph = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[name] = {m for m in _imported(_parse(path), _package_of(name, path))
+                       if m != name and not name.startswith(m + ".")}
+    return graph
+
+
 def _command_nodes(command: str) -> list[ast.AST]:
     """``cmd_<command>`` in cli.py and the cli-level functions it calls, transitively."""
     tree = _parse(PACKAGE_DIR / "cli.py")

@@ -207,15 +207,18 @@ def train(cfg: dict, model: str, data_path: str | Path, out_dir: str | Path,
     if on_change not in ON_CHANGE:
         raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
     out = Path(out_dir)
+    # inputs checked before anything is written: a bad one leaves no run folder behind
+    resolve_device(cfg)
+    images = training_images(cfg, data_path)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: rank 0 writes the logs
-        return _train(cfg, model, data_path, out, progress, on_change)
+        return _train(cfg, model, data_path, images, out, progress, on_change)
     with _folder_lock(out) as stale:
         handler = _setup_file_log(out)
         if stale:
             log.info("took over the lock of %s left by %s (no longer running)", out, stale)
         try:
-            return _train(cfg, model, data_path, out, progress, on_change)
+            return _train(cfg, model, data_path, images, out, progress, on_change)
         except TrainingInterrupted as exc:
             log.warning("%s", exc)
             raise
@@ -328,7 +331,7 @@ def _resume_state(out: Path, model: str, record: dict, tc: dict, on_change: str,
     return None, []
 
 
-def _train(cfg, model, data_path, out, progress, on_change) -> Path:
+def _train(cfg, model, data_path, images_np, out, progress, on_change) -> Path:
     import torch.distributed as dist
 
     tc = cfg["train"]
@@ -341,7 +344,6 @@ def _train(cfg, model, data_path, out, progress, on_change) -> Path:
     local = tc["batch_size"] // world
     shard = slice(rank * local, (rank + 1) * local) if world > 1 else None
     process = build_model(cfg, model)
-    images_np = training_images(cfg, data_path)
     record = provenance.training_record(cfg, model, images_np, device=device.type,
                                         threads=torch.get_num_threads())
     # uint8 NCHW in memory (on the GPU when there), converted per batch: no per-sample Python

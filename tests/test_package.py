@@ -1,0 +1,47 @@
+"""The package's shape: no import circles, every model module states what the workflow
+and the CLI read, and the models implement one interface."""
+
+import graphlib
+import inspect
+
+import pytest
+
+from ihdm import provenance
+from ihdm.runtime import Model, model_class
+
+
+def test_no_import_circle():
+    graph = provenance.import_graph()
+    assert {"ihdm.io", "ihdm.train", "ihdm.cli", "ihdm.metrics.fid"} <= set(graph)
+    graphlib.TopologicalSorter(graph).static_order()  # raises CycleError on a circle
+    # the ground floor imports nothing above it
+    assert graph["ihdm.errors"] == set()
+    assert graph["ihdm.io"] <= {"ihdm.errors"}
+
+
+@pytest.mark.parametrize("name", list(provenance.models()))
+def test_every_model_implements_the_interface(name):
+    info = provenance.models()[name]
+    cls = model_class(name)
+    assert cls.name == name and tuple(cls.variants) == tuple(info["variants"])
+    assert "random" in cls.variants and isinstance(cls.uses_training_images, bool)
+    for method in ("from_config", "loss", "sample", "nll"):
+        assert callable(getattr(cls, method)), method
+    # sample takes the interface's arguments by keyword
+    params = inspect.signature(cls.sample).parameters
+    assert {"seed", "variant", "trajectory_frames", "batch_size", "device"} <= set(params)
+    assert {"net", "images", "seed"} <= set(inspect.signature(cls.nll).parameters)
+    assert set(info["training_keys"]) <= set(provenance.training_keys(name))
+    # every method of the interface (runtime.Model) is there
+    interface = {n for n in vars(Model) if not n.startswith("_")}
+    assert interface <= set(dir(cls)), interface - set(dir(cls))
+
+
+def test_models_come_from_the_model_modules():
+    assert set(provenance.models()) == {"ihdm", "ddpm"}
+    assert provenance.models()["ihdm"]["module"] == "ihdm.inverse_heat"
+    from ihdm.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    model_choices = next(a.choices for a in train._actions if a.dest == "model")
+    assert list(model_choices) == list(provenance.models())
