@@ -341,6 +341,9 @@ def cmd_bench(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ihdm", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"ihdm {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name, fn, help_, config_required=True):
