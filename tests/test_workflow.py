@@ -60,6 +60,21 @@ def planned_jobs(output: str) -> dict[str, int]:
     return {rule: int(n) for rule, n in (line.split() for line in match.group(1).splitlines())}
 
 
+def job_table(output: str) -> str:
+    """The first 'Job stats' table Snakemake printed (for the test log)."""
+    match = re.search(r"Job stats:\n.*?\ntotal +\d+", output, re.DOTALL)
+    return match.group(0) if match else "no jobs"
+
+
+def planned_models(output: str) -> set[str]:
+    """The {model} wildcards of the jobs a dry run listed (sweep points included)."""
+    return set(re.findall(r"^    wildcards: .*\bmodel=(\w+)", output, re.MULTILINE))
+
+
+def _data_dir(cfg: dict) -> str:
+    return f"resources/{cfg['data']['dataset']}/{cfg['data']['resolution']}px"
+
+
 def expected_jobs(cfg: dict) -> dict[str, int]:
     """The complete DAG of a config: rule -> number of jobs (what `all` must plan)."""
     wf = cfg["workflow"]
@@ -191,9 +206,11 @@ def test_dry_run_plans_the_complete_dag(configfile: Path | None) -> None:
 
 # --------------------------------------------------------------------------- runs
 def _copy_workflow(dest: Path) -> Path:
-    """workflow/ (with the schema's content), config/ and environment.yml in `dest`,
-    with config/test.yaml's test_root made absolute."""
+    """workflow/ (with the schema's content), config/, environment.yml and ihdm/ (whose
+    code fingerprints the rules' params hold; the jobs run the installed package) in
+    `dest`, with config/test.yaml's test_root made absolute."""
     shutil.copytree(REPO / "workflow", dest / "workflow")
+    shutil.copytree(REPO / "ihdm", dest / "ihdm", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "config", dest / "config")
     shutil.copy(REPO / "environment.yml", dest)
     cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
@@ -253,6 +270,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
             "--quiet",
             "--set",
             f"train.steps={half}",
+            "--set",
+            "train.threads=1",  # as the train rule passes it: a resume needs the same count
         ],
         cwd=work,
         env=_env(),
@@ -350,10 +369,15 @@ def test_pipeline_writes_every_output(pipeline: Pipeline) -> None:
             assert figure.is_file() and figure.stat().st_size > 0, figure
     assert sorted(p.stem for p in (res / "figures").glob("*.png")) == sorted(names)
 
-    # every job left a log and a benchmark
-    for stage in ("prepare", "train", "sample", "evaluate", "sweep", "figures"):
+    # every job left a log and a benchmark; the shared data's beside it
+    for stage in ("train", "sample", "evaluate", "sweep", "figures"):
         assert list((res / "benchmarks" / stage).rglob("*.tsv")), stage
         assert list((res / "logs" / stage).rglob("*.log")), stage
+    data_dir = pipeline.work / _data_dir(cfg)
+    for split in ("train", "test"):
+        assert (data_dir / "logs" / f"prepare_{split}.log").is_file(), split
+        assert (data_dir / "benchmarks" / f"prepare_{split}.tsv").is_file(), split
+    assert not (res / "logs" / "prepare").exists()
 
 
 @pytest.mark.slow
@@ -397,17 +421,125 @@ def test_changing_sample_n_reruns_sampling_but_not_training(
     assert jobs["sample"] == expected_jobs(pipeline.cfg)["sample"]
 
 
+def _dry_run(work: Path, *args: str) -> str:
+    return snakemake("-n", "--cores", "2", "--configfile", "config/test.yaml", *args, cwd=work)
+
+
 @pytest.mark.slow
 def test_changing_a_training_key_retrains_one_model(pipeline: Pipeline, tmp_path: Path) -> None:
     work = _copy_run(pipeline, tmp_path / "run")
-    _edit_config(work, "heat", "sigma", 2 * pipeline.cfg["heat"]["sigma"])  # IHDM's noise
-    jobs = planned_jobs(
-        snakemake("-n", "--cores", "2", "--configfile", "config/test.yaml", cwd=work)
-    )
+    _edit_config(work, "heat", "K", pipeline.cfg["heat"]["K"] + 1)  # IHDM's levels
+    out = _dry_run(work)
+    print(f"after editing heat.K:\n{job_table(out)}")
+    jobs = planned_jobs(out)
     wf = pipeline.cfg["workflow"]
     assert jobs["train"] == 1  # IHDM, not DDPM
     assert jobs["sweep_train"] == len(wf["sweep_sizes"]) * len(wf["sweep_seeds"])
+    assert planned_models(out) == {"ihdm"}
     assert "prepare" not in jobs and "classifier" not in jobs
+    assert jobs["spectral"] == 1  # the erased frequencies of each blur level
+
+
+@pytest.mark.slow
+def test_editing_the_loss_retrains_ihdm_only(pipeline: Pipeline, tmp_path: Path) -> None:
+    """The rules' params hold the fingerprint of the code they run (ihdm/provenance.py):
+    a docstring or comment is no change, the loss of IHDM retrains IHDM and not DDPM."""
+    work = _copy_run(pipeline, tmp_path / "run")
+    module = work / "ihdm" / "inverse_heat.py"
+    text = module.read_text()
+    assert text.startswith('"""IHDM:')
+    module.write_text(text.replace('"""IHDM:', '"""IHDM, edited:', 1) + "\n# a comment\n")
+    out = _dry_run(work)
+    assert "Nothing to be done" in out, out[-3000:]
+
+    loss = ".pow(2).sum(dim=(1, 2, 3)).mean()"
+    assert text.count(loss) == 1, "update this test: the loss line of ihdm/inverse_heat.py moved"
+    module.write_text(text.replace(loss, f"{loss} * 2"))
+    out = _dry_run(work)
+    print(f"after scaling IHDM's loss by 2:\n{job_table(out)}")
+    jobs = planned_jobs(out)
+    wf = pipeline.cfg["workflow"]
+    assert jobs["train"] == 1
+    assert jobs["sweep_train"] == len(wf["sweep_sizes"]) * len(wf["sweep_seeds"])
+    assert planned_models(out) == {"ihdm"}
+    # code that does not import the IHDM module
+    assert not {"prepare", "classifier", "spectral", "plot_forward_blur"} & set(jobs), jobs
+
+
+@pytest.mark.slow
+def test_editing_the_plotting_code_redraws_the_figures_only(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    work = _copy_run(pipeline, tmp_path / "run")
+    module = work / "ihdm" / "plots.py"
+    module.write_text(module.read_text() + "\nDPI_EDITED = 200\n")
+    jobs = planned_jobs(_dry_run(work))
+    assert jobs.pop("all") == 1
+    assert all(rule.startswith("plot_") for rule in jobs), jobs
+    assert sum(jobs.values()) == len(expected_figures(pipeline.cfg))
+
+
+@pytest.mark.slow
+def test_sampling_keys_and_threads_do_not_retrain(pipeline: Pipeline, tmp_path: Path) -> None:
+    """heat.delta, ddpm.ddim_steps and sample.trajectory_frames rerun what reads them,
+    never training; the torch thread count of a training job (set-threads) retrains."""
+    work = _copy_run(pipeline, tmp_path / "run")
+    config = work / "config" / "test.yaml"
+    original = config.read_text()
+    cfg, wf = pipeline.cfg, pipeline.cfg["workflow"]
+
+    def plan(section: str, key: str, value) -> tuple[dict[str, int], str]:
+        config.write_text(original)
+        _edit_config(work, section, key, value)
+        out = _dry_run(work)
+        jobs = planned_jobs(out)
+        assert not {"train", "sweep_train", "prepare"} & set(jobs), (key, jobs)
+        return jobs, out
+
+    jobs, out = plan("heat", "delta", 2 * cfg["heat"]["delta"])
+    assert planned_models(out) == {"ihdm"}
+    assert jobs["sample"] == len(wf["variants"]) and jobs["evaluate_nll"] == 1
+    jobs, out = plan("ddpm", "ddim_steps", cfg["ddpm"]["ddim_steps"] + 1)
+    assert planned_models(out) == {"ddpm"}
+    assert jobs["sample"] == sum(v in ("random", "interpolate") for v in wf["variants"])
+    assert jobs["sweep_sample"] == len(wf["sweep_sizes"]) * len(wf["sweep_seeds"])
+    assert "evaluate_nll" not in jobs
+    # the random figure samples only: evaluation samples have no trajectory
+    jobs, _ = plan("sample", "trajectory_frames", cfg["sample"]["trajectory_frames"] + 1)
+    assert jobs["sample"] == len(wf["models"]) and jobs["plot_trajectory"] == len(wf["models"])
+    assert "sample_for_evaluation" not in jobs and "sweep_sample" not in jobs
+
+    config.write_text(original)
+    out = _dry_run(work, "--set-threads", "train=2")
+    jobs = planned_jobs(out)
+    assert jobs["train"] == len(wf["models"]) and "sweep_train" not in jobs
+    assert "--set train.threads=2 --on-change restart" in out
+    # --max-threads caps what the job gets: one thread again, as trained
+    out = _dry_run(work, "--set-threads", "train=2", "--max-threads", "1")
+    assert "Nothing to be done" in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_a_second_experiment_leaves_the_first_up_to_date(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """Two experiments on the same data, one after the other: the second one shares the
+    prepared data without preparing it again, and the first one stays finished."""
+    work = _copy_run(pipeline, tmp_path / "run")
+    cfg = yaml.safe_load((work / "config" / "test.yaml").read_text())
+    cfg["experiment"] = "second"
+    cfg["train"]["steps"] = 2 * cfg["train"]["steps"]
+    (work / "config" / "second.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    data = _data_dir(pipeline.cfg)
+    model = "results/second/models/ddpm/final.pt"
+    out = snakemake("--cores", "2", f"{data}/train.npz", f"{data}/test.npz", model,
+                    "--configfile", "config/second.yaml", cwd=work, timeout=300)
+    print(f"the second experiment:\n{job_table(out)}")
+    assert planned_jobs(out) == {"train": 1}, out[-3000:]
+    assert (work / model).is_file()
+    out = _dry_run(work)
+    print("then config/test.yaml:", re.findall("Nothing to be done.*", out))
+    assert "Nothing to be done" in out, out[-3000:]
 
 
 @pytest.mark.slow
@@ -451,6 +583,26 @@ def test_bad_config_is_refused_before_any_job(
     out = snakemake("--cores", "1", "--configfile", "config/test.yaml", cwd=work, check=False)
     assert message in out and "['train']" in out, out[-3000:]
     assert "Building DAG of jobs" not in out and not (work / "results").exists()
+
+
+def test_config_without_experiment_is_refused_before_any_job(tmp_path: Path) -> None:
+    """Without `experiment:` the schema's default would put the results into
+    results/default/, over the embedded default's: refused, naming key and file."""
+    work = _copy_workflow(tmp_path)
+    assert yaml.safe_load((work / "config" / "config.yaml").read_text())["experiment"] == "default"
+    (work / "config" / "my.yaml").write_text("heat:\n  K: 10\n")
+    finished = work / "results" / "default" / "models" / "ihdm" / "final.pt"
+    finished.parent.mkdir(parents=True)
+    finished.write_bytes(b"a finished model")
+
+    def state() -> dict:
+        return {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*")}
+
+    before = state()
+    out = snakemake("--cores", "1", "--configfile", "config/my.yaml", cwd=work, check=False)
+    assert "no 'experiment' key" in out and "config/my.yaml" in out, out[-3000:]
+    assert "Building DAG of jobs" not in out
+    assert state() == before and finished.read_bytes() == b"a finished model"
 
 
 def test_train_processes_runs_data_parallel_training(tmp_path: Path) -> None:

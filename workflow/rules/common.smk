@@ -1,13 +1,29 @@
 """Config validation, paths and the helpers of all rules."""
 
+import functools
+import importlib.util
 import itertools
 import json
+import os
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import Paramspace, validate
+
+# A config without `experiment:` would take the schema's default and write into
+# results/default, the embedded default's folder: refuse it before validate() fills it in.
+if "experiment" not in config:
+    _files = workflow.overwrite_configfiles or workflow.configfiles
+    raise WorkflowError(
+        f"{', '.join(map(str, _files)) or 'the config'}: no 'experiment' key. Name"
+        " the experiment (experiment: <name>): its results go to results/<name>/."
+        " Without it they would go to results/default/ and replace the embedded"
+        " default's results."
+    )
 
 # One schema for the package and the workflow (a link to ihdm/config.schema.yaml): it
 # refuses unknown keys and fills in the defaults before any job starts.
@@ -22,6 +38,9 @@ CONFIG_FILE = f"{RESULTS}/config.yaml"
 DATA_DIR = f"resources/{config['data']['dataset']}/{config['data']['resolution']}px"
 TRAIN_DATA = f"{DATA_DIR}/train.npz"
 TEST_DATA = f"{DATA_DIR}/test.npz"
+# `ihdm prepare` reads this empty config and gets the data keys with --set; relative to
+# the working directory, so that a copy of a finished run elsewhere is still up to date.
+PREPARE_CONFIG = os.path.relpath(Path(workflow.basedir) / "prepare.yaml")
 
 SEED = config["seed"]
 MODELS = config["workflow"]["models"]
@@ -73,46 +92,149 @@ def lookup_key(key):
     return node
 
 
-def settings(*keys):
-    """The config values at dotted `keys` as one JSON string, for a rule's `params`.
+def settings(*keys, **values):
+    """The config values at dotted `keys` (and any other `values`) as one JSON string,
+    for a rule's `params`.
 
     A rule lists the keys it depends on; Snakemake's `params` rerun trigger then reruns
     exactly the rules whose keys changed (e.g. sample.n reruns sampling, not training).
     """
-    return json.dumps({key: lookup_key(key) for key in keys}, sort_keys=True)
+    return json.dumps(
+        {**{key: lookup_key(key) for key in keys}, **values}, sort_keys=True
+    )
 
 
-def data_settings(split):
-    """The data keys of a prepared split (data.train_size cuts it at training time)."""
+# ---------------------------------------------------------------- code fingerprints
+def _load_provenance():
+    """ihdm/provenance.py beside the workflow (the package the rules run), loaded by its
+    path: Snakemake's Python needs neither ihdm nor torch. Without it, the installed one.
+    """
+    path = Path(workflow.basedir).parent / "ihdm" / "provenance.py"
+    if not path.is_file():
+        from ihdm import provenance as installed
+
+        return installed
+    spec = importlib.util.spec_from_file_location("_ihdm_provenance", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+provenance = _load_provenance()
+
+
+@functools.cache
+def code(command, model=None):
+    """The fingerprint of the code `ihdm <command>` runs (for one `model`: without the
+    other model's module), for a rule's params: an edit of that code reruns the rule;
+    comments, docstrings and formatting do not count."""
+    return provenance.code_fingerprint(command, model)
+
+
+def model_code(command):
+    """`code` of a rule with a {model} wildcard."""
+    return lambda wildcards: code(command, wildcards.model)
+
+
+# ---------------------------------------------------------------- data
+def data_keys(split):
+    """The data keys `ihdm prepare` reads for a split: the whole split is prepared
+    (data.train_size cuts it at training time) and data.download does not change it."""
     ignored = {"train_size", "download"} | (
         {"test_root"} if split == "train" else set()
     )
-    return settings(*(f"data.{key}" for key in config["data"] if key not in ignored))
+    return [f"data.{key}" for key in config["data"] if key not in ignored]
 
 
-# Training keys that do not change the trained model.
-TRAIN_BOOKKEEPING = ("threads", "processes", "checkpoint_every", "keep_checkpoints")
-TRAIN_KEYS = [f"train.{key}" for key in config["train"] if key not in TRAIN_BOOKKEEPING]
+def prepare_options(split):
+    """`--set` options with the data keys of a split: `ihdm prepare` gets them on the
+    command line and no experiment's config file, so that the data shared by experiments
+    depends on these keys only."""
+    return " ".join(
+        f"--set {shlex.quote(f'{key}={json.dumps(lookup_key(key))}')}"
+        for key in data_keys(split)
+    )
 
 
-def model_settings(model, *extra):
-    """The config keys a trained model depends on (its own process, not the other's)."""
-    process = "heat" if model == "ihdm" else "ddpm"
-    return settings("seed", "data.train_size", "unet", process, *TRAIN_KEYS, *extra)
+# ---------------------------------------------------------------- training
+# Threads of a training job: train.threads per process (1 when unset: on a few cores,
+# trainings side by side beat one on all cores), unless a profile's set-threads says.
+TRAIN_THREADS = (config["train"]["threads"] or 1) * TRAIN_PROCESSES
 
 
-def sample_settings(variant, n_key="sample.n"):
-    """The config keys behind one sample file: the sampler's keys, the number of samples
-    (`n_key`) and the frames only where the variant has them."""
-    own = {"n", "interpolation_frames", "trajectory_frames"}
-    speed = {"cuda_graphs"}  # the same samples either way
-    keys = [f"sample.{key}" for key in config["sample"] if key not in own | speed]
-    keys.append(n_key)
+def torch_threads(rule_name):
+    """The torch threads per process of a job of `rule_name` (a training rule): its
+    threads (its set-threads, else TRAIN_THREADS; capped by --max-threads) split over
+    train.processes. Not capped by --cores: the count changes the weights on the
+    CPU, so it must not depend on the cores a run was given (a dry run without --cores
+    has one)."""
+    threads = workflow.resource_settings.overwrite_threads.get(rule_name, TRAIN_THREADS)
+    threads = int(getattr(threads, "value", threads))
+    if workflow.resource_settings.max_threads is not None:
+        threads = min(threads, workflow.resource_settings.max_threads)
+    return max(1, threads // TRAIN_PROCESSES)
+
+
+def train_settings(model, rule_name="train"):
+    """The keys behind a trained model: those that shape its weights
+    (provenance.training_keys), how long it trains and, on the CPU, the torch threads
+    per process. A sweep point has its seed and data.train_size in its path and trains
+    workflow.sweep_steps steps."""
+    keys = [*provenance.training_keys(model), *provenance.LENGTH_KEYS]
+    if rule_name == "sweep_train":
+        own = {"seed", "data.train_size", "train.steps"}
+        keys = [key for key in keys if key not in own] + ["workflow.sweep_steps"]
+    if config["device"] == "cuda":  # CPU threads do not touch the weights on a GPU
+        return settings(*keys)
+    return settings(*keys, torch_threads=torch_threads(rule_name))
+
+
+# ---------------------------------------------------------------- sampling
+def sampling_keys(model):
+    """The keys of a model's process read only by sampling and evaluation, not by
+    training (heat.delta; ddpm.sampler, ddim_steps and ddim_eta)."""
+    section = "heat" if model == "ihdm" else "ddpm"
+    trained = set(provenance.training_keys(model))
+    return [
+        f"{section}.{key}"
+        for key in config[section]
+        if f"{section}.{key}" not in trained
+    ]
+
+
+def sampler_keys(model):
+    """The keys every sample file of `model` depends on: its sampling keys and the
+    sampler's (not the number of samples or frames; cuda_graphs: the same samples)."""
+    own = {"n", "interpolation_frames", "trajectory_frames", "cuda_graphs"}
+    sampler = [f"sample.{key}" for key in config["sample"] if key not in own]
+    return sampling_keys(model) + sampler
+
+
+def sample_settings(model, variant):
+    """The config keys behind one figure sample file: sample.n and the frames only
+    where the variant has them."""
+    keys = [*sampler_keys(model), "sample.n"]
     if variant == "random":
         keys.append("sample.trajectory_frames")
     if variant == "interpolate":
         keys.append("sample.interpolation_frames")
     return settings(*keys)
+
+
+# The evaluation samples hold no trajectory (see rule sample_for_evaluation).
+NO_TRAJECTORY = "--set sample.trajectory_frames=0"
+
+
+def evaluation_sample_settings(model):
+    """The config keys behind the evaluation samples (random, no trajectory)."""
+    return settings(*sampler_keys(model), "evaluate.n_samples")
+
+
+def nll_settings(model):
+    """The keys behind a model's NLL: IHDM's sampling keys (heat.delta, the variance of
+    its generative steps), DDPM's timestep stride."""
+    own = sampling_keys("ihdm") if model == "ihdm" else ["evaluate.ddpm_nll_t_stride"]
+    return settings("seed", "evaluate.nll_images", *own)
 
 
 def out_dir(wildcards, output):

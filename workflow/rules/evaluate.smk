@@ -22,6 +22,7 @@ rule classifier:
     params:
         config=CONFIG_FILE,
         settings=settings("seed", "evaluate.classifier_steps"),
+        code=code("classifier"),
     shell:
         "ihdm classifier {params.config:q} --data {input.data:q} --test {input.test:q}"
         " --out {output:q} > {log:q} 2>&1"
@@ -48,6 +49,8 @@ rule evaluate_domain:
     params:
         config=CONFIG_FILE,
         overrides="",
+        settings=settings("seed"),
+        code=model_code("evaluate"),
     shell:
         "ihdm evaluate {params.config:q} --metric domain --samples {input.samples:q}"
         " --classifier {input.classifier:q} --test {input.test:q} --out {output:q}"
@@ -74,7 +77,8 @@ rule evaluate_fid:
     params:
         config=CONFIG_FILE,
         overrides="",
-        settings=settings("evaluate.inception_weights"),
+        settings=settings("seed", "evaluate.inception_weights"),
+        code=model_code("evaluate"),
     shell:
         "ihdm evaluate {params.config:q} --metric fid --samples {input.samples:q}"
         " --test {input.test:q} --out {output:q} {params.overrides} > {log:q} 2>&1"
@@ -100,7 +104,8 @@ rule evaluate_nll:
         runtime=240,
     params:
         config=CONFIG_FILE,
-        settings=settings("seed", "evaluate.nll_images", "evaluate.ddpm_nll_t_stride"),
+        settings=lambda wildcards: nll_settings(wildcards.model),
+        code=model_code("evaluate"),
     shell:
         "ihdm evaluate {params.config:q} --metric nll --checkpoint {input.checkpoint:q}"
         " --data {input.data:q} --test {input.test:q} --out {output:q} > {log:q} 2>&1"
@@ -126,6 +131,8 @@ rule evaluate_memorization:
     params:
         config=CONFIG_FILE,
         overrides="",
+        settings=settings("data.train_size"),
+        code=model_code("evaluate"),
     shell:
         "ihdm evaluate {params.config:q} --metric memorization --samples {input.samples:q}"
         " --data {input.data:q} --test {input.test:q} --out {output:q}"
@@ -149,6 +156,7 @@ rule evaluate_smoothness:
         runtime=30,
     params:
         config=CONFIG_FILE,
+        code=model_code("evaluate"),
     shell:
         "ihdm evaluate {params.config:q} --metric smoothness --samples {input.samples:q}"
         " --out {output:q} > {log:q} 2>&1"
@@ -171,6 +179,7 @@ rule evaluate_emergent:
         runtime=30,
     params:
         config=CONFIG_FILE,
+        code=model_code("evaluate"),
     shell:
         "ihdm evaluate {params.config:q} --metric emergent --samples {input.samples:q}"
         " --out {output:q} > {log:q} 2>&1"
@@ -198,5 +207,6 @@ rule metrics_table:
         runtime=10,
     params:
         config=CONFIG_FILE,
+        code=code("collect"),
     shell:
         "ihdm collect {params.config:q} --out {output:q} {input:q} > {log:q} 2>&1"

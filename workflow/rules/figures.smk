@@ -1,7 +1,7 @@
 """Figures (results/<exp>/figures/<name>.png and .pdf) drawn by `ihdm plot` from
-finished results files only: no figure rule trains, samples or evaluates. To redraw them
-(after changing the plotting code), delete results/<exp>/figures and run
-`snakemake figures`. Plots are local rules (never submitted to a cluster); every
+finished results files only: no figure rule trains, samples or evaluates. An edit of the
+plotting code (ihdm/plots.py) redraws them all, and nothing else: their params hold its
+fingerprint. Plots are local rules (never submitted to a cluster); every
 `use rule ... with:` repeats `localrule: True`, which Snakemake 9.27 does not
 inherit (snakemake/snakemake#2892).
 """
@@ -39,6 +39,7 @@ rule plot_samples:
         prefix=plot_prefix,
         options="",
         inputs=lambda wildcards, input: input,
+        code=code("plot"),
     shell:
         "ihdm plot {params.figure} --out {params.prefix:q} {params.options}"
         " {params.inputs:q} > {log:q} 2>&1"
@@ -121,7 +122,7 @@ use rule plot_samples as plot_forward_blur with:
     params:
         figure="forward-blur",
         options=f"--config {CONFIG_FILE}",
-        settings=settings("heat"),
+        settings=settings("heat.K", "heat.blur_sigma_min", "heat.blur_sigma_max"),
 
 
 use rule plot_samples as plot_psd with:

@@ -1,5 +1,7 @@
 """Sampling: sample.n images per variant for the figures, evaluate.n_samples random
-images for the metrics. `ihdm sample` writes a .png grid beside each .npz."""
+images for the metrics. `ihdm sample` writes a .png grid beside each .npz. Sampling
+reruns when the model's sampling-only keys change (heat.delta; ddpm.sampler, ddim_steps
+and ddim_eta), which do not retrain it."""
 
 
 rule sample:
@@ -24,11 +26,13 @@ rule sample:
         config=CONFIG_FILE,
         n=config["sample"]["n"],
         variant=lambda wildcards: wildcards.variant,
-        settings=lambda wildcards: sample_settings(wildcards.variant),
+        overrides="",
+        settings=lambda wildcards: sample_settings(wildcards.model, wildcards.variant),
+        code=model_code("sample"),
     shell:
         "ihdm sample {params.config:q} --checkpoint {input.checkpoint:q} --n {params.n}"
         " --seed {wildcards.seed} --variant {params.variant} --data {input.data:q}"
-        " --out {output.npz:q} > {log:q} 2>&1"
+        " --out {output.npz:q} {params.overrides} > {log:q} 2>&1"
 
 
 use rule sample as sample_for_evaluation with:
@@ -39,7 +43,10 @@ use rule sample as sample_for_evaluation with:
         "results/{exp}/logs/sample/{model}_evaluation_seed{seed}.log",
     benchmark:
         "results/{exp}/benchmarks/sample/{model}_evaluation_seed{seed}.tsv"
+    # no trajectories: no metric reads them, and sample.trajectory_frames (a figure
+    # setting) then does not rerun every metric
     params:
         n=config["evaluate"]["n_samples"],
         variant="random",
-        settings=sample_settings("random", "evaluate.n_samples"),
+        overrides=NO_TRAJECTORY,
+        settings=lambda wildcards: evaluation_sample_settings(wildcards.model),

@@ -20,7 +20,20 @@ rule spectral:
         runtime=60,
     params:
         config=CONFIG_FILE,
-        settings=settings("heat", "ddpm", "workflow.photographs"),
+        # the forward processes' keys spectral_summary reads (not the sampling-only
+        # heat.delta and ddpm.sampler, ddim_steps, ddim_eta)
+        settings=settings(
+            "heat.K",
+            "heat.sigma",
+            "heat.blur_sigma_min",
+            "heat.blur_sigma_max",
+            "ddpm.T",
+            "ddpm.schedule",
+            "ddpm.beta_start",
+            "ddpm.beta_end",
+            "workflow.photographs",
+        ),
+        code=code("spectral"),
     shell:
         "ihdm spectral {params.config:q} --data {input.data:q} --out {output:q}"
         " > {log:q} 2>&1"

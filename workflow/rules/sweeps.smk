@@ -17,9 +17,8 @@ use rule train as sweep_train with:
     priority: 0
     params:
         overrides=sweep_overrides,
-        settings=lambda wildcards: model_settings(
-            wildcards.model, "workflow.sweep_steps"
-        ),
+        settings=lambda wildcards: train_settings(wildcards.model, "sweep_train"),
+        torch_threads=lambda wildcards, threads: torch_threads("sweep_train"),
 
 
 use rule sample as sweep_sample with:
@@ -36,7 +35,8 @@ use rule sample as sweep_sample with:
     params:
         n=config["evaluate"]["n_samples"],
         variant="random",
-        settings=sample_settings("random", "evaluate.n_samples"),
+        overrides=lambda wildcards: f"{sweep_overrides(wildcards)} {NO_TRAJECTORY}",
+        settings=lambda wildcards: evaluation_sample_settings(wildcards.model),
 
 
 use rule evaluate_domain as sweep_domain with:
@@ -52,6 +52,7 @@ use rule evaluate_domain as sweep_domain with:
         f"{SWEEP_BENCHMARKS}/domain.tsv"
     params:
         overrides=sweep_overrides,
+        settings="",
 
 
 use rule evaluate_fid as sweep_fid with:
@@ -66,6 +67,7 @@ use rule evaluate_fid as sweep_fid with:
         f"{SWEEP_BENCHMARKS}/fid.tsv"
     params:
         overrides=sweep_overrides,
+        settings=settings("evaluate.inception_weights"),
 
 
 use rule evaluate_memorization as sweep_memorization with:
@@ -81,6 +83,7 @@ use rule evaluate_memorization as sweep_memorization with:
         f"{SWEEP_BENCHMARKS}/memorization.tsv"
     params:
         overrides=sweep_overrides,
+        settings="",
 
 
 # localrule: True is repeated: `use rule ... with:` does not inherit it (Snakemake 9.27).

@@ -4,6 +4,11 @@ Retry-safe: only final.pt is declared as output. `ihdm train` keeps its checkpoi
 DIR/checkpoints/ (and its loss log in DIR/log.csv), which Snakemake neither knows nor
 deletes when a job fails; a rerun or a retry (`retries:` in the SLURM profile) resumes
 from the latest checkpoint instead of starting again.
+
+A rerun because the params changed (a key that shapes the weights, the training code, the
+torch threads) starts from scratch: `--on-change restart` moves checkpoints made by other
+settings, data or code to DIR/superseded/<time>/ (and logs why). A checkpoint made by the
+same ones resumes, also after a longer train.steps.
 """
 
 
@@ -20,10 +25,9 @@ rule train:
     priority: 10
     conda:
         "../envs/ihdm.yaml"
-    # One torch thread per job by default: on a few cores, trainings side by side beat
-    # one training on all cores (train.threads sets more; the SLURM profile sets 8).
+    # train.threads per process (1 by default; the SLURM profile sets 8 per job);
     # train.processes > 1: that many data-parallel processes (and GPUs) in the job.
-    threads: (config["train"]["threads"] or 1) * TRAIN_PROCESSES
+    threads: TRAIN_THREADS
     resources:
         gpu=GPU * TRAIN_PROCESSES,
         mem_mb=8000,
@@ -32,7 +36,12 @@ rule train:
         config=CONFIG_FILE,
         out_dir=out_dir,
         overrides="",
-        settings=lambda wildcards: model_settings(wildcards.model),
+        settings=lambda wildcards: train_settings(wildcards.model),
+        code=model_code("train"),
+        # a function of threads, so not recorded by Snakemake: `settings` holds the count
+        # where it changes the weights (not with device cuda)
+        torch_threads=lambda wildcards, threads: torch_threads("train"),
     shell:
         "ihdm train {params.config:q} --model {wildcards.model} --data {input.data:q}"
-        " --out {params.out_dir:q} {params.overrides} > {log:q} 2>&1"
+        " --out {params.out_dir:q} {params.overrides}"
+        " --set train.threads={params.torch_threads} --on-change restart > {log:q} 2>&1"
