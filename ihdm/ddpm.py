@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ihdm.metrics.nll import bits_per_dim, discretized_gaussian_log_likelihood, gaussian_kl
-from ihdm.noise import slerp
+from .config import ConfigError
+from .metrics.nll import bits_per_dim, discretized_gaussian_log_likelihood, gaussian_kl
+from .noise import slerp
 
 # What the package, the workflow and the tests know of this model (read from the source,
 # without importing it, by ihdm.provenance.models)
@@ -291,8 +292,6 @@ class DDPM:
             raise ValueError("variant 'interpolate' runs deterministic DDIM; use sampler='ddim'")
         sampler = self.sampler if sampler is None else sampler
         if variant in IHDM_ONLY_VARIANTS:
-            from .config import ConfigError
-
             raise ConfigError(
                 f"sample variant {variant!r} is IHDM-only (it shares the prior state u_K or the noise "
                 f"sequence of the heat process); DDPM supports {list(VARIANTS)}"

@@ -24,7 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .config import ConfigError
+from .data import to_tensor
+from .errors import UserError
 from .heat import HeatOperator, blur_schedule, blur_times
+from .metrics.nll import discretized_gaussian_log_likelihood
 from .noise import slerp
 
 # What the package, the workflow and the tests know of this model (read from the source,
@@ -62,8 +66,6 @@ class IHDM:
     @classmethod
     def from_config(cls, cfg: dict, *, prior_images: np.ndarray | None = None) -> "IHDM":
         """From the config; ``prior_images`` uint8 NHWC training images (for sampling)."""
-        from .data import to_tensor
-
         h, res = cfg["heat"], cfg["data"]["resolution"]
         prior = to_tensor(prior_images) if prior_images is not None else None
         return cls(h["K"], h["blur_sigma_min"], h["blur_sigma_max"], h["sigma"], h["delta"], res, res,
@@ -71,8 +73,6 @@ class IHDM:
 
     def _prior(self) -> Tensor:
         if self.prior_images is None:
-            from .errors import UserError
-
             raise UserError("IHDM's prior needs the training images: build the model with "
                             "prior_images (ihdm sample/evaluate: --data)")
         return self.prior_images
@@ -151,8 +151,6 @@ class IHDM:
         (N, F, C, H, W) or None, "levels": the trajectory's levels}. For ``interpolate``,
         N = n × interpolation_frames: n rows, each an interpolation between two draws."""
         if variant not in VARIANTS:
-            from .config import ConfigError
-
             raise ConfigError(f"unknown sampling variant '{variant}'; IHDM supports {list(VARIANTS)}")
         prior_images = self._prior()
         interpolation_frames = self.interpolation_frames
@@ -227,8 +225,6 @@ class IHDM:
         Every level 1..K is counted exactly once (the authors' loop counts level 1 twice
         and level K never).
         """
-        from .metrics.nll import discretized_gaussian_log_likelihood
-
         x_uint8 = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         train_images = self._prior()
         device = next(net.parameters()).device

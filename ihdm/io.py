@@ -6,6 +6,8 @@ a failed or killed job never leaves a half-written file behind for the workflow 
 
 from __future__ import annotations
 
+import csv
+import io as _io
 import json
 import os
 import tempfile
@@ -110,9 +112,6 @@ def _scalars(prefix: str, obj, out: dict) -> None:
 def collect_metrics(paths: list[str | Path], out_csv: str | Path) -> list[dict]:
     """Flatten metric JSON files into one CSV (one row per file, scalar values only,
     plus the sweep's coordinates read from each file's config record)."""
-    import csv
-    import io as _io
-
     rows = []
     for path in paths:
         try:

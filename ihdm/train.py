@@ -29,10 +29,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import fcntl
 import logging
 import math
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -47,6 +50,7 @@ from . import checkpoint as ckpt_io
 from . import provenance
 from .config import ConfigError
 from .errors import UserError
+from .io import atomic_write_text
 from .runtime import autocast, build_model, resolve_device, training_images
 from .unet import build_unet
 
@@ -169,9 +173,6 @@ def _folder_lock(out: Path):
     holder dies, so a lock left by a killed trainer is free again); its text names the
     holder. Yields the holder named by a lock that a killed trainer left (or None).
     Raises :class:`OutputLocked` while another trainer holds it."""
-    import fcntl
-    import socket
-
     path = out / ".lock"
     fh = open(path, "a+")
     try:
@@ -230,8 +231,6 @@ def train(cfg: dict, model: str, data_path: str | Path, out_dir: str | Path,
 def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     """(rank, world size, device) under torchrun (WORLD_SIZE > 1), else (0, 1, device).
     NCCL on CUDA (one GPU per local rank), gloo on the CPU."""
-    import torch.distributed as dist
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, device
@@ -332,8 +331,6 @@ def _resume_state(out: Path, model: str, record: dict, tc: dict, on_change: str,
 
 
 def _train(cfg, model, data_path, images_np, out, progress, on_change) -> Path:
-    import torch.distributed as dist
-
     tc = cfg["train"]
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
@@ -410,8 +407,6 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
     runs; returns (steps done, training seconds in all runs). A signal in ``stop`` ends the
     loop after the step in progress, with a checkpoint. train.time_budget_min counts the
     training time of all runs, so a preempted and resumed run gets the same compute."""
-    import torch.distributed as dist
-
     cfg, model, out, net, ema, opt, gen = run.cfg, run.model, run.out, run.net, run.ema, run.opt, run.gen
     main_rank, world, device = run.main_rank, run.world, run.device
     tc = cfg["train"]
@@ -504,8 +499,6 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
 def _truncate_log(path: Path, step: int) -> None:
     """Keep the rows of the loss log up to ``step`` (a killed run may have logged steps
     after its last checkpoint, which the resumed run logs again)."""
-    from .io import atomic_write_text
-
     lines = path.read_text().splitlines(keepends=True)
     keep = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].isdigit()
                         and int(ln.split(",", 1)[0]) <= step]
@@ -514,8 +507,6 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def _write_final(run: _Run, data_path, done: int, trained_s: float) -> Path:
-    import torch.distributed as dist
-
     final = run.out / "final.pt"
     if run.world > 1:
         dist.barrier()
