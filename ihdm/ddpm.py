@@ -35,6 +35,10 @@ MODEL = "ddpm"
 VARIANTS = ("random", "interpolate")
 #: the config keys that shape the trained weights (the sampler's keys do not)
 TRAINING_KEYS = ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end")
+#: the config keys read by sampling and scoring but not by training
+SAMPLING_KEYS = ("ddpm.sampler", "ddpm.ddim_steps", "ddpm.ddim_eta")
+#: the model's own config keys behind its NLL (the bound's timestep stride)
+NLL_KEYS = ("evaluate.ddpm_nll_t_stride",)
 IHDM_ONLY_VARIANTS = ("shared-prior", "shared-noise")
 SAMPLERS = ("ancestral", "ddim")
 #: seeds of the noise pairs behind interpolation row r: seed * ROW_SEED_STRIDE + r

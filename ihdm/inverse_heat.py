@@ -37,6 +37,10 @@ MODEL = "ihdm"
 VARIANTS = ("random", "shared-prior", "shared-noise", "interpolate")
 #: the config keys that shape the trained weights (heat.delta is read by sampling only)
 TRAINING_KEYS = ("heat.K", "heat.blur_sigma_min", "heat.blur_sigma_max", "heat.sigma")
+#: the config keys read by sampling and scoring but not by training
+SAMPLING_KEYS = ("heat.delta",)
+#: the model's own config keys behind its NLL (the variance of the generative steps)
+NLL_KEYS = ("heat.delta",)
 
 
 @dataclass

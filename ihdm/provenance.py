@@ -57,14 +57,18 @@ def training_keys(model: str) -> tuple[str, ...]:
 
 # --------------------------------------------------------------------------- models
 #: what a model module states at its top level (literals), read here without importing it
-MODEL_FACTS = {"MODEL": "name", "VARIANTS": "variants", "TRAINING_KEYS": "training_keys"}
+#: (SAMPLING_KEYS: the keys read by sampling and scoring, not by training; NLL_KEYS: the
+#: model's own keys behind its NLL)
+MODEL_FACTS = {"MODEL": "name", "VARIANTS": "variants", "TRAINING_KEYS": "training_keys",
+               "SAMPLING_KEYS": "sampling_keys", "NLL_KEYS": "nll_keys"}
 
 
 @cache
 def models() -> dict[str, dict]:
-    """Every model of the package: {name: {"module", "variants", "training_keys"}}, from
-    the modules that state ``MODEL = "<name>"`` at their top level (in file-name order).
-    The workflow and the CLI read the models from here; adding a model is adding its module."""
+    """Every model of the package: {name: {"module", "variants", "training_keys",
+    "sampling_keys", "nll_keys"}}, from the modules that state ``MODEL = "<name>"`` at
+    their top level (in file-name order). The workflow and the CLI read the models from
+    here; adding a model is adding its module."""
     found = {}
     for path in sorted(PACKAGE_DIR.glob("*.py")):
         top = {node.targets[0].id: node.value for node in _parse(path).body
@@ -72,10 +76,11 @@ def models() -> dict[str, dict]:
                and isinstance(node.targets[0], ast.Name) and node.targets[0].id in MODEL_FACTS}
         facts = {MODEL_FACTS[k]: ast.literal_eval(v) for k, v in top.items()} if "MODEL" in top else {}
         if "name" in facts:
-            missing = {"variants", "training_keys"} - set(facts)
+            missing = [name for name, fact in MODEL_FACTS.items() if fact not in facts]
             if missing:
-                raise ValueError(f"{path}: a model module must state {sorted(missing)} at its top level")
-            found[facts.pop("name")] = {"module": f"{PACKAGE}.{path.stem}", **facts}
+                raise ValueError(f"{path}: a model module must state {missing} at its top level")
+            name = facts.pop("name")
+            found[name] = {"module": f"{PACKAGE}.{path.stem}", **facts}
     return found
 
 

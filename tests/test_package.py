@@ -45,3 +45,33 @@ def test_models_come_from_the_model_modules():
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     model_choices = next(a.choices for a in train._actions if a.dest == "model")
     assert list(model_choices) == list(provenance.models())
+
+
+def _schema():
+    import yaml
+
+    return yaml.safe_load((provenance.PACKAGE_DIR / "config.schema.yaml").read_text())
+
+
+def test_the_schema_lists_the_package_models_and_their_variants():
+    """workflow.models and workflow.variants accept exactly the models of the package and
+    the variants they sample (a new model module needs its enum entry)."""
+    workflow = _schema()["properties"]["workflow"]["properties"]
+    assert set(workflow["models"]["items"]["enum"]) == set(provenance.models())
+    variants = {v for info in provenance.models().values() for v in info["variants"]}
+    assert set(workflow["variants"]["items"]["enum"]) == variants
+
+
+@pytest.mark.parametrize("name", list(provenance.models()))
+def test_every_key_of_a_model_section_is_a_training_or_a_sampling_key(name):
+    """A key added to a model's config section must be named in TRAINING_KEYS (retrains)
+    or SAMPLING_KEYS (resamples): the workflow reruns on those lists only."""
+    info = provenance.models()[name]
+    properties = _schema()["properties"]
+    own = set(info["training_keys"]) | set(info["sampling_keys"])
+    sections = {key.split(".")[0] for key in own} - {"evaluate"}
+    in_sections = {f"{s}.{k}" for s in sections for k in properties[s]["properties"]}
+    assert in_sections == own
+    assert not set(info["training_keys"]) & set(info["sampling_keys"])
+    every_key = {f"{s}.{k}" for s in properties for k in properties[s].get("properties", {})}
+    assert set(info["nll_keys"]) <= every_key

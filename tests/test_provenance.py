@@ -79,3 +79,13 @@ def test_differences_name_what_changed():
     assert lines[3] == "torch threads: 2 -> 4 (train.threads=2 resumes it)"
     assert provenance.differences(new, new) == []
     assert "no training record" in provenance.differences(None, new)[0]
+
+
+def test_a_model_module_without_a_required_fact_is_refused(package_copy):
+    pkg, prov = package_copy
+    assert set(prov.models()) == {"ihdm", "ddpm"}
+    _edit(pkg / "ddpm.py", "\nNLL_KEYS = ", "\nNLL_KEYZ = ")
+    prov.models.cache_clear()
+    prov._parse.cache_clear()
+    with pytest.raises(ValueError, match=r"ddpm\.py: a model module must state \['NLL_KEYS'\]"):
+        prov.models()

@@ -71,78 +71,96 @@ def planned_models(output: str) -> set[str]:
     return set(re.findall(r"^    wildcards: .*\bmodel=(\w+)", output, re.MULTILINE))
 
 
+def planned_outputs(output: str) -> set[str]:
+    """The first output of each job a dry run listed."""
+    return set(re.findall(r"^    output: ([^,\s]+)", output, re.MULTILINE))
+
+
 def _data_dir(cfg: dict) -> str:
     return f"resources/{cfg['data']['dataset']}/{cfg['data']['resolution']}px"
 
 
-def expected_jobs(cfg: dict) -> dict[str, int]:
-    """The complete DAG of a config: rule -> number of jobs (what `all` must plan)."""
-    wf = cfg["workflow"]
-    models, variants = wf["models"], wf["variants"]
-    digits = cfg["data"]["dataset"] in ("mnist5k", "mnist")
-    fid = cfg["evaluate"]["fid"]
-    spectra = 2 if wf["photographs"] else 1
-    trajectories = cfg["sample"]["trajectory_frames"] > 0
-
-    def variants_of(model: str) -> list[str]:
-        return [v for v in variants if model == "ihdm" or v in ("random", "interpolate")]
-
-    n_models = len(models)
-    n_emergent = sum(v in ("shared-prior", "shared-noise") for v in variants_of("ihdm"))
-    n_emergent *= "ihdm" in models
-    n_interp = sum("interpolate" in variants_of(m) for m in models)
-    n_points = len(wf["sweep_sizes"]) * n_models * len(wf["sweep_seeds"])
-    jobs = {
-        "prepare": 2,
-        "train": n_models,
-        "sample": sum(len(variants_of(m)) for m in models),
-        "sample_for_evaluation": n_models,
-        "evaluate_nll": n_models,
-        "evaluate_memorization": n_models,
-        "evaluate_smoothness": n_interp,
-        "evaluate_emergent": n_emergent,
-        "metrics_table": 1,
-        "sweep_train": n_points,
-        "sweep_sample": n_points,
-        "sweep_memorization": n_points,
-        "sweep_table": int(n_points > 0),
-        "spectral": 1,
-        "plot_samples": n_models * ("random" in variants),
-        "plot_trajectory": n_models * ("random" in variants) * trajectories,
-        "plot_interpolation": int(n_interp > 0),
-        "plot_emergent": n_emergent,
-        "plot_forward_blur": 1,
-        "plot_loss": 1,
-        "plot_psd": spectra,
-        "plot_erased_frequency": spectra,
-        "plot_data_efficiency": (1 + digits + fid) * (n_points > 0),
-        "all": 1,
-    }
-    if digits:
-        jobs.update(classifier=1, evaluate_domain=n_models, sweep_domain=n_points)
-    if fid:
-        jobs.update(evaluate_fid=n_models, sweep_fid=n_points)
-    return {rule: n for rule, n in jobs.items() if n}
-
-
-def expected_figures(cfg: dict) -> list[str]:
-    """The names of the figures a config makes (results/<exp>/figures/<name>.png/.pdf)."""
-    wf = cfg["workflow"]
-    models, variants = wf["models"], wf["variants"]
-    names = [f"samples_{m}" for m in models if "random" in variants]
-    if cfg["sample"]["trajectory_frames"] > 0:
-        names += [f"trajectory_{m}" for m in models if "random" in variants]
-    names += ["interpolation"] if "interpolate" in variants else []
-    if "ihdm" in models:
-        names += [f"emergent_{v}" for v in ("shared-prior", "shared-noise") if v in variants]
-    names += ["forward-blur", "loss"]
-    for source in ["data"] + ["photographs"] * wf["photographs"]:
-        names += [f"psd_{source}", f"erased-frequency_{source}"]
-    if wf["sweep_sizes"] and wf["sweep_seeds"] and models:
-        names += ["data-efficiency_fd"] * (cfg["data"]["dataset"] in ("mnist5k", "mnist"))
-        names += ["data-efficiency_fid"] * cfg["evaluate"]["fid"]
-        names += ["data-efficiency_ratio_of_medians"]
-    return names
+# The complete DAG of each config (rule -> jobs), from dry runs checked by hand against the
+# config. config/test.yaml: 2 models (IHDM 4 variants, DDPM 2: 6 figure samples), MNIST
+# (classifier, domain metric), no FID, sweep 2 sizes x 2 models x 1 seed = 4 points;
+# metrics per model domain, nll, memorization, smoothness (+ IHDM's 2 emergent) = 10;
+# per sweep point domain and memorization = 8; spectra of data and photographs.
+TEST_JOBS = {
+    "prepare": 2,
+    "classifier": 1,
+    "train": 2,
+    "sample": 6,
+    "sample_for_evaluation": 2,
+    "evaluate": 10,
+    "metrics_table": 1,
+    "sweep_train": 4,
+    "sweep_sample": 4,
+    "sweep_evaluate": 8,
+    "sweep_table": 1,
+    "spectral": 1,
+    "plot_samples": 2,
+    "plot_trajectory": 2,
+    "plot_interpolation": 1,
+    "plot_emergent": 2,
+    "plot_forward_blur": 1,
+    "plot_loss": 1,
+    "plot_psd": 2,
+    "plot_erased_frequency": 2,
+    "plot_data_efficiency": 2,
+    "all": 1,
+}
+# config/config.yaml: as config/test.yaml with 3 sweep sizes (6 points, 12 sweep metrics)
+CONFIG_JOBS = {**TEST_JOBS, "sweep_train": 6, "sweep_sample": 6, "sweep_evaluate": 12}
+# the RGB paper configs: no classifier or domain metric, FID on (metrics per model fid,
+# nll, memorization, smoothness; 10), sweep 4 sizes x 2 models x 3 seeds = 24 points
+# scored by FID and memorization; data-efficiency figures fid and ratio_of_medians
+PAPER_JOBS = {
+    **{rule: n for rule, n in TEST_JOBS.items() if rule != "classifier"},
+    "sweep_train": 24,
+    "sweep_sample": 24,
+    "sweep_evaluate": 48,
+}
+# config/paper/mnist.yaml: the digit metrics and FID (12 metrics, 3 per sweep point)
+MNIST_PAPER_JOBS = {
+    **PAPER_JOBS,
+    "classifier": 1,
+    "evaluate": 12,
+    "sweep_evaluate": 72,
+    "plot_data_efficiency": 3,
+}
+PLANNED_JOBS = {
+    "config.yaml": (CONFIG_JOBS, 66),
+    "test.yaml": (TEST_JOBS, 58),
+    **{f"paper/{p.name}": (PAPER_JOBS, 137) for p in PAPER_CONFIGS if p.name != "mnist.yaml"},
+    "paper/mnist.yaml": (MNIST_PAPER_JOBS, 165),
+}
+# the figures of config/test.yaml (results/test/figures/<name>.png and .pdf)
+TEST_FIGURES = [
+    "samples_ihdm",
+    "samples_ddpm",
+    "trajectory_ihdm",
+    "trajectory_ddpm",
+    "interpolation",
+    "emergent_shared-prior_ihdm",
+    "emergent_shared-noise_ihdm",
+    "forward-blur",
+    "loss",
+    "psd_data",
+    "psd_photographs",
+    "erased-frequency_data",
+    "erased-frequency_photographs",
+    "data-efficiency_fd",
+    "data-efficiency_ratio_of_medians",
+]
+# the figure samples of config/test.yaml, relative to results/test/
+TEST_SAMPLES = [
+    "samples/ihdm/random_seed0.npz",
+    "samples/ihdm/shared-prior_seed0.npz",
+    "samples/ihdm/shared-noise_seed0.npz",
+    "samples/ihdm/interpolate_seed0.npz",
+    "samples/ddpm/random_seed0.npz",
+    "samples/ddpm/interpolate_seed0.npz",
+]
 
 
 # --------------------------------------------------------------------------- static checks
@@ -188,20 +206,22 @@ def test_schema_is_the_package_schema() -> None:
     assert link.resolve() == (REPO / "ihdm" / "config.schema.yaml").resolve()
 
 
-@pytest.mark.parametrize(
-    "configfile",
-    [None, REPO / "config" / "test.yaml", *PAPER_CONFIGS],
-    ids=lambda p: "config.yaml" if p is None else p.relative_to(REPO / "config").as_posix(),
-)
-def test_dry_run_plans_the_complete_dag(configfile: Path | None) -> None:
+def test_every_config_has_its_job_table() -> None:
+    configs = {p.relative_to(REPO / "config").as_posix() for p in (REPO / "config").rglob("*.yaml")}
+    assert configs == set(PLANNED_JOBS)
+
+
+@pytest.mark.parametrize("name", sorted(PLANNED_JOBS))
+def test_dry_run_plans_the_complete_dag(name: str) -> None:
     """Every config plans data, training, sampling, metrics, sweep, spectra and figures
     (forced, so that finished results in the repository do not hide jobs)."""
     args = ["-n", "--forceall", "--cores", "1"]
-    if configfile is not None:
-        args += ["--configfile", str(configfile)]
+    if name != "config.yaml":
+        args += ["--configfile", str(REPO / "config" / name)]
+    expected, total = PLANNED_JOBS[name]
     jobs = planned_jobs(snakemake(*args))
-    cfg = load_config(configfile or REPO / "config" / "config.yaml")
-    assert jobs == expected_jobs(cfg)
+    assert jobs == expected
+    assert sum(jobs.values()) == total
 
 
 # --------------------------------------------------------------------------- runs
@@ -301,17 +321,6 @@ def _copy_run(pipeline: Pipeline, dest: Path) -> Path:
     return dest
 
 
-def _sample_paths(cfg: dict) -> list[str]:
-    """The figure samples of a config, relative to results/<exp>/."""
-    wf = cfg["workflow"]
-    return [
-        f"samples/{model}/{variant}_seed{cfg['seed']}.npz"
-        for model in wf["models"]
-        for variant in wf["variants"]
-        if model == "ihdm" or variant in ("random", "interpolate")
-    ]
-
-
 def _samples(path: Path) -> np.ndarray:
     with np.load(path) as z:
         return z["images"]
@@ -321,7 +330,7 @@ def _samples(path: Path) -> np.ndarray:
 def test_pipeline_writes_every_output(pipeline: Pipeline) -> None:
     cfg, res = pipeline.cfg, pipeline.results
     # the complete DAG, but for train.npz, prepared before the interrupted training
-    assert planned_jobs(pipeline.output) == {**expected_jobs(cfg), "prepare": 1}
+    assert planned_jobs(pipeline.output) == {**TEST_JOBS, "prepare": 1}
     wf, n, n_eval = cfg["workflow"], cfg["sample"]["n"], cfg["evaluate"]["n_samples"]
     shape = (cfg["data"]["resolution"], cfg["data"]["resolution"], cfg["data"]["channels"])
 
@@ -340,18 +349,15 @@ def test_pipeline_writes_every_output(pipeline: Pipeline) -> None:
             record = json.loads(path.read_text())
             assert record["metric"] == path.stem.split("_")[0] and record["model"] == model
             assert record["config"]["experiment"] == cfg["experiment"]
-    for path in _sample_paths(cfg):
+    for path in TEST_SAMPLES:
         assert (res / path).is_file() and (res / path).with_suffix(".png").is_file(), path
 
     table = (res / "tables" / "metrics.csv").read_text().splitlines()
-    metric_files = sum(n for rule, n in expected_jobs(cfg).items() if rule.startswith("evaluate_"))
-    assert len(table) - 1 == metric_files  # a header and one row per metric file
+    assert len(table) - 1 == TEST_JOBS["evaluate"]  # a header and one row per metric file
 
     # the sweep: each point trained on its own subset and steps, recorded in its JSONs
     sweep = (res / "sweep" / "data_efficiency.csv").read_text().splitlines()
-    jobs = expected_jobs(cfg)
-    sweep_metrics = sum(jobs.get(r, 0) for r in ("sweep_domain", "sweep_fid", "sweep_memorization"))
-    assert len(sweep) - 1 == sweep_metrics  # a header and one row per metric file
+    assert len(sweep) - 1 == TEST_JOBS["sweep_evaluate"]  # a header and one row per metric file
     for size, model, seed in itertools.product(wf["sweep_sizes"], wf["models"], wf["sweep_seeds"]):
         point = res / "sweep" / f"train_size~{size}" / f"model~{model}" / f"seed~{seed}"
         final = torch.load(point / "model" / "final.pt", weights_only=True)
@@ -362,7 +368,7 @@ def test_pipeline_writes_every_output(pipeline: Pipeline) -> None:
         assert record["config"]["data"]["train_size"] == size
 
     assert json.loads((res / "spectral" / "spectral.json").read_text())
-    names = expected_figures(cfg)
+    names = TEST_FIGURES
     for name in names:
         for ext in ("png", "pdf"):
             figure = res / "figures" / f"{name}.{ext}"
@@ -409,8 +415,7 @@ def test_changing_sample_n_reruns_sampling_but_not_training(
     # the figure samples and what is drawn or measured from them, nothing else
     assert set(jobs) == {
         "sample",
-        "evaluate_smoothness",
-        "evaluate_emergent",
+        "evaluate",
         "metrics_table",
         "plot_samples",
         "plot_trajectory",
@@ -418,7 +423,9 @@ def test_changing_sample_n_reruns_sampling_but_not_training(
         "plot_emergent",
         "all",
     }, jobs
-    assert jobs["sample"] == expected_jobs(pipeline.cfg)["sample"]
+    assert jobs["sample"] == 6
+    # the metrics of figure samples: smoothness of both models, IHDM's 2 emergent
+    assert jobs["evaluate"] == 4
 
 
 def _dry_run(work: Path, *args: str) -> str:
@@ -432,9 +439,8 @@ def test_changing_a_training_key_retrains_one_model(pipeline: Pipeline, tmp_path
     out = _dry_run(work)
     print(f"after editing heat.K:\n{job_table(out)}")
     jobs = planned_jobs(out)
-    wf = pipeline.cfg["workflow"]
     assert jobs["train"] == 1  # IHDM, not DDPM
-    assert jobs["sweep_train"] == len(wf["sweep_sizes"]) * len(wf["sweep_seeds"])
+    assert jobs["sweep_train"] == 2  # IHDM's sweep points
     assert planned_models(out) == {"ihdm"}
     assert "prepare" not in jobs and "classifier" not in jobs
     assert jobs["spectral"] == 1  # the erased frequencies of each blur level
@@ -458,9 +464,8 @@ def test_editing_the_loss_retrains_ihdm_only(pipeline: Pipeline, tmp_path: Path)
     out = _dry_run(work)
     print(f"after scaling IHDM's loss by 2:\n{job_table(out)}")
     jobs = planned_jobs(out)
-    wf = pipeline.cfg["workflow"]
     assert jobs["train"] == 1
-    assert jobs["sweep_train"] == len(wf["sweep_sizes"]) * len(wf["sweep_seeds"])
+    assert jobs["sweep_train"] == 2
     assert planned_models(out) == {"ihdm"}
     # code that does not import the IHDM module
     assert not {"prepare", "classifier", "spectral", "plot_forward_blur"} & set(jobs), jobs
@@ -476,7 +481,7 @@ def test_editing_the_plotting_code_redraws_the_figures_only(
     jobs = planned_jobs(_dry_run(work))
     assert jobs.pop("all") == 1
     assert all(rule.startswith("plot_") for rule in jobs), jobs
-    assert sum(jobs.values()) == len(expected_figures(pipeline.cfg))
+    assert sum(jobs.values()) == len(TEST_FIGURES)
 
 
 @pytest.mark.slow
@@ -486,7 +491,7 @@ def test_sampling_keys_and_threads_do_not_retrain(pipeline: Pipeline, tmp_path: 
     work = _copy_run(pipeline, tmp_path / "run")
     config = work / "config" / "test.yaml"
     original = config.read_text()
-    cfg, wf = pipeline.cfg, pipeline.cfg["workflow"]
+    cfg = pipeline.cfg
 
     def plan(section: str, key: str, value) -> tuple[dict[str, int], str]:
         config.write_text(original)
@@ -498,21 +503,24 @@ def test_sampling_keys_and_threads_do_not_retrain(pipeline: Pipeline, tmp_path: 
 
     jobs, out = plan("heat", "delta", 2 * cfg["heat"]["delta"])
     assert planned_models(out) == {"ihdm"}
-    assert jobs["sample"] == len(wf["variants"]) and jobs["evaluate_nll"] == 1
+    # IHDM's 4 variants and all its 6 metrics, its NLL too
+    assert jobs["sample"] == 4 and jobs["evaluate"] == 6
+    assert "results/test/metrics/ihdm/nll.json" in planned_outputs(out)
     jobs, out = plan("ddpm", "ddim_steps", cfg["ddpm"]["ddim_steps"] + 1)
     assert planned_models(out) == {"ddpm"}
-    assert jobs["sample"] == sum(v in ("random", "interpolate") for v in wf["variants"])
-    assert jobs["sweep_sample"] == len(wf["sweep_sizes"]) * len(wf["sweep_seeds"])
-    assert "evaluate_nll" not in jobs
+    # DDPM's 2 variants and 2 sweep points; its metrics but the NLL (domain,
+    # memorization, smoothness)
+    assert jobs["sample"] == 2 and jobs["sweep_sample"] == 2 and jobs["evaluate"] == 3
+    assert not {p for p in planned_outputs(out) if p.endswith("nll.json")}
     # the random figure samples only: evaluation samples have no trajectory
     jobs, _ = plan("sample", "trajectory_frames", cfg["sample"]["trajectory_frames"] + 1)
-    assert jobs["sample"] == len(wf["models"]) and jobs["plot_trajectory"] == len(wf["models"])
+    assert jobs["sample"] == 2 and jobs["plot_trajectory"] == 2
     assert "sample_for_evaluation" not in jobs and "sweep_sample" not in jobs
 
     config.write_text(original)
     out = _dry_run(work, "--set-threads", "train=2")
     jobs = planned_jobs(out)
-    assert jobs["train"] == len(wf["models"]) and "sweep_train" not in jobs
+    assert jobs["train"] == 2 and "sweep_train" not in jobs
     assert "--set train.threads=2 --on-change restart" in out
     # --max-threads caps what the job gets: one thread again, as trained
     out = _dry_run(work, "--set-threads", "train=2", "--max-threads", "1")
@@ -640,12 +648,12 @@ def test_config_file_replaces_the_default_config(tmp_path: Path) -> None:
     cfg.setdefault("evaluate", {})["fid"] = True
     default.write_text(yaml.safe_dump(cfg, sort_keys=False))
     with_default = planned_jobs(snakemake("-n", "--cores", "1", cwd=work))
-    assert with_default["evaluate_fid"] == len(load_config(default)["workflow"]["models"])
-    jobs = planned_jobs(
-        snakemake("-n", "--cores", "1", "--configfile", "config/test.yaml", cwd=work)
-    )
-    assert jobs == expected_jobs(load_config(work / "config" / "test.yaml"))
-    assert "evaluate_fid" not in jobs
+    # FID for both models and each of the 6 sweep points
+    assert with_default["evaluate"] == CONFIG_JOBS["evaluate"] + 2
+    assert with_default["sweep_evaluate"] == CONFIG_JOBS["sweep_evaluate"] + 6
+    out = snakemake("-n", "--cores", "1", "--configfile", "config/test.yaml", cwd=work)
+    assert planned_jobs(out) == TEST_JOBS
+    assert "fid.json" not in out
 
 
 # --------------------------------------------------------------------------- SLURM
@@ -672,17 +680,20 @@ def _profile_for(cluster, dest: Path) -> dict:
         ).stdout.split()[0]
     )
 
+    def cap(value, limit):  # a number or a Python expression (e.g. per metric)
+        return min(value, limit) if isinstance(value, int) else f"min({value}, {limit})"
+
     def fit(resources: dict) -> dict:
         out = dict(resources)
         if "mem_mb" in out:
-            out["mem_mb"] = min(out["mem_mb"], node_mb // 4)
+            out["mem_mb"] = cap(out["mem_mb"], node_mb // 4)
         if out.get("slurm_partition") not in cluster.partitions:
             out["slurm_partition"] = cluster.default_partition
         return out
 
     profile["default-resources"] = fit(profile["default-resources"])
     profile["set-resources"] = {r: fit(v) for r, v in profile["set-resources"].items()}
-    profile["set-threads"] = {r: min(t, cluster.cpus) for r, t in profile["set-threads"].items()}
+    profile["set-threads"] = {r: cap(t, cluster.cpus) for r, t in profile["set-threads"].items()}
     dest.mkdir(parents=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return profile
@@ -708,6 +719,19 @@ def test_slurm_profile_runs_the_pipeline(
     ]:
         _edit_config(work, "workflow", key, value)
     cfg = load_config(work / "config" / "test.yaml")
+    # IHDM's 3 variants; metrics domain, nll, memorization, smoothness, emergent_shared-prior;
+    # 1 sweep point scored by domain and memorization; spectra of the data only
+    expected = {
+        "prepare": 2, "classifier": 1, "train": 1, "sample": 3, "sample_for_evaluation": 1,
+        "evaluate": 5, "metrics_table": 1, "sweep_train": 1, "sweep_sample": 1,
+        "sweep_evaluate": 2, "sweep_table": 1, "spectral": 1, "plot_samples": 1,
+        "plot_trajectory": 1, "plot_interpolation": 1, "plot_emergent": 1,
+        "plot_forward_blur": 1, "plot_loss": 1, "plot_psd": 1, "plot_erased_frequency": 1,
+        "plot_data_efficiency": 2, "all": 1,
+    }
+    figures = ["samples_ihdm", "trajectory_ihdm", "interpolation", "emergent_shared-prior_ihdm",
+               "forward-blur", "loss", "psd_data", "erased-frequency_data",
+               "data-efficiency_fd", "data-efficiency_ratio_of_medians"]
     start = time.monotonic()
     run = run_snakemake_slurm(
         work,
@@ -720,15 +744,15 @@ def test_slurm_profile_runs_the_pipeline(
     )
     print(f"config/test.yaml through SLURM: {time.monotonic() - start:.0f} s")
     jobs = planned_jobs(run.stdout)
-    assert jobs == expected_jobs(cfg)
+    assert jobs == expected
 
     res = work / "results" / cfg["experiment"]
     for path in (
         "tables/metrics.csv",
         "sweep/data_efficiency.csv",
         "spectral/spectral.json",
-        *_sample_paths(cfg),
-        *(f"figures/{name}.pdf" for name in expected_figures(cfg)),
+        *(f"samples/ihdm/{v}_seed0.npz" for v in ("random", "shared-prior", "interpolate")),
+        *(f"figures/{name}.pdf" for name in figures),
     ):
         assert (res / path).is_file(), path
     logs = work / ".snakemake" / "slurm_logs"

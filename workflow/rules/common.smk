@@ -54,13 +54,46 @@ TRAIN_PROCESSES = config["train"]["processes"]
 # The domain metric needs a digit classifier: MNIST data sets only.
 DIGITS = config["data"]["dataset"] in ("mnist5k", "mnist")
 FID = config["evaluate"]["fid"]
+
+
+# ---------------------------------------------------------------- the package's models
+def _load_provenance():
+    """ihdm/provenance.py beside the workflow (the package the rules run), loaded by its
+    path: Snakemake's Python needs neither ihdm nor torch. Without it, the installed one.
+    """
+    path = Path(workflow.basedir).parent / "ihdm" / "provenance.py"
+    if not path.is_file():
+        from ihdm import provenance as installed
+
+        return installed
+    spec = importlib.util.spec_from_file_location("_ihdm_provenance", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+provenance = _load_provenance()
+
+
+# {name: {"module", "variants", "training_keys", "sampling_keys", "nll_keys"}}, from the
+# model modules' top-level facts: a new model is a new module, not a change here.
+PACKAGE_MODELS = provenance.models()
+ALL_VARIANTS = list(
+    dict.fromkeys(v for m in PACKAGE_MODELS.values() for v in m["variants"])
+)
+# Variants whose samples share a state: each model that has them gets their figure and
+# metric (the emergent properties).
 EMERGENT_VARIANTS = ("shared-prior", "shared-noise")
+
+
+def alternatives(names):
+    return "|".join(map(re.escape, names))
 
 
 wildcard_constraints:
     exp=re.escape(EXP),
-    model="ihdm|ddpm",
-    variant="random|shared-prior|shared-noise|interpolate",
+    model=alternatives(PACKAGE_MODELS),
+    variant=alternatives(ALL_VARIANTS),
     seed=r"\d+",
     split="train|test",
     source="data|photographs",
@@ -105,24 +138,6 @@ def settings(*keys, **values):
 
 
 # ---------------------------------------------------------------- code fingerprints
-def _load_provenance():
-    """ihdm/provenance.py beside the workflow (the package the rules run), loaded by its
-    path: Snakemake's Python needs neither ihdm nor torch. Without it, the installed one.
-    """
-    path = Path(workflow.basedir).parent / "ihdm" / "provenance.py"
-    if not path.is_file():
-        from ihdm import provenance as installed
-
-        return installed
-    spec = importlib.util.spec_from_file_location("_ihdm_provenance", path)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
-provenance = _load_provenance()
-
-
 @functools.cache
 def code(command, model=None):
     """The fingerprint of the code `ihdm <command>` runs (for one `model`: without the
@@ -192,14 +207,8 @@ def train_settings(model, rule_name="train"):
 # ---------------------------------------------------------------- sampling
 def sampling_keys(model):
     """The keys of a model's process read only by sampling and evaluation, not by
-    training (heat.delta; ddpm.sampler, ddim_steps and ddim_eta)."""
-    section = "heat" if model == "ihdm" else "ddpm"
-    trained = set(provenance.training_keys(model))
-    return [
-        f"{section}.{key}"
-        for key in config[section]
-        if f"{section}.{key}" not in trained
-    ]
+    training (its module's SAMPLING_KEYS, e.g. heat.delta)."""
+    return list(PACKAGE_MODELS[model]["sampling_keys"])
 
 
 def sampler_keys(model):
@@ -231,10 +240,9 @@ def evaluation_sample_settings(model):
 
 
 def nll_settings(model):
-    """The keys behind a model's NLL: IHDM's sampling keys (heat.delta, the variance of
-    its generative steps), DDPM's timestep stride."""
-    own = sampling_keys("ihdm") if model == "ihdm" else ["evaluate.ddpm_nll_t_stride"]
-    return settings("seed", "evaluate.nll_images", *own)
+    """The keys behind a model's NLL: the common ones and its module's NLL_KEYS (IHDM's
+    heat.delta, DDPM's timestep stride)."""
+    return settings("seed", "evaluate.nll_images", *PACKAGE_MODELS[model]["nll_keys"])
 
 
 def out_dir(wildcards, output):
@@ -244,13 +252,14 @@ def out_dir(wildcards, output):
 
 # ---------------------------------------------------------------- samples and metrics
 def variants_of(model):
-    """The variants of workflow.variants that `model` can sample (DDPM has no shared
-    prior state or shared noise)."""
-    if model == "ddpm":
-        return [
-            v for v in config["workflow"]["variants"] if v in ("random", "interpolate")
-        ]
-    return list(config["workflow"]["variants"])
+    """The variants of workflow.variants that `model` can sample (its module's
+    VARIANTS: DDPM has no shared prior state or shared noise)."""
+    own = PACKAGE_MODELS[model]["variants"]
+    return [v for v in config["workflow"]["variants"] if v in own]
+
+
+def emergent_variants_of(model):
+    return [v for v in variants_of(model) if v in EMERGENT_VARIANTS]
 
 
 def samples_of(variant, models=MODELS):
@@ -265,15 +274,125 @@ def sample_files():
     return [path for v in config["workflow"]["variants"] for path in samples_of(v)]
 
 
+# Each metric of `ihdm evaluate --metric <name>` (the evaluate rule): its input files,
+# named as the command's options; the samples it scores (a variant's file; "evaluation":
+# the random evaluation samples without trajectory); the config keys its value depends
+# on (nll adds its model's NLL_KEYS); whether it runs torch (a GPU with device cuda);
+# its memory (MB) and time (minutes).
+METRICS = {
+    "domain": dict(
+        inputs=("samples", "classifier", "test"),
+        samples="evaluation",
+        keys=("seed",),
+        torch=True,
+        mem_mb=4000,
+        runtime=60,
+    ),
+    "fid": dict(
+        inputs=("samples", "test"),
+        samples="evaluation",
+        keys=("seed", "evaluate.inception_weights"),
+        torch=True,
+        mem_mb=16000,
+        runtime=240,
+    ),
+    "nll": dict(
+        inputs=("checkpoint", "data", "test"),
+        keys=("seed", "evaluate.nll_images"),
+        torch=True,
+        mem_mb=8000,
+        runtime=240,
+    ),
+    "memorization": dict(
+        inputs=("samples", "data", "test"),
+        samples="evaluation",
+        keys=("data.train_size",),
+        torch=False,
+        mem_mb=8000,
+        runtime=60,
+    ),
+    "smoothness": dict(
+        inputs=("samples",),
+        samples="interpolate",
+        keys=(),
+        torch=False,
+        mem_mb=2000,
+        runtime=30,
+    ),
+    # emergent_<variant>: the statistics of a shared-state variant's samples
+    "emergent": dict(
+        inputs=("samples",), keys=(), torch=False, mem_mb=2000, runtime=30
+    ),
+}
+# the {metric} wildcard: a metric's name, emergent_<variant> for the emergent one
+METRIC_WILDCARDS = [m for m in METRICS if m != "emergent"] + [
+    f"emergent_{v}" for v in EMERGENT_VARIANTS
+]
+# Sweep points score these; their seed and data.train_size come from the point's path.
+SWEEP_METRICS = (
+    (["domain"] if DIGITS else []) + (["fid"] if FID else []) + ["memorization"]
+)
+SWEEP_OWN_KEYS = {"seed", "data.train_size"}
+
+
+def metric_name(metric):
+    """The --metric of ihdm evaluate for a {metric} wildcard (emergent_<variant>)."""
+    return metric.split("_")[0]
+
+
+def metric_inputs(wildcards, samples=None):
+    """{option of ihdm evaluate: file} for one metric of a model (rule evaluate); a sweep
+    point gives its own `samples`."""
+    info = METRICS[metric_name(wildcards.metric)]
+    # the variant's samples; emergent_<variant>: that variant's
+    variant = info.get("samples") or wildcards.metric.partition("_")[2]
+    files = {
+        "samples": samples
+        or f"results/{wildcards.exp}/samples/{wildcards.model}/{variant}_seed{SEED}.npz",
+        "classifier": f"results/{wildcards.exp}/classifier/classifier.pt",
+        "checkpoint": f"results/{wildcards.exp}/models/{wildcards.model}/final.pt",
+        "data": TRAIN_DATA,
+        "test": TEST_DATA,
+    }
+    return {name: files[name] for name in info["inputs"]}
+
+
+def sweep_metric_inputs(wildcards):
+    point = SWEEP_POINT.format(**dict(wildcards.items()))
+    return metric_inputs(wildcards, samples=f"{point}/samples.npz")
+
+
+def metric_options(wildcards, input):
+    """The inputs as ihdm evaluate's options (--samples FILE --test FILE ...)."""
+    return " ".join(f"--{name} {shlex.quote(path)}" for name, path in input.items())
+
+
+def metric_settings(wildcards, sweep=False):
+    """The config keys behind one metric of a model (a sweep point's own seed and
+    data.train_size are in its path)."""
+    name = metric_name(wildcards.metric)
+    keys = list(METRICS[name]["keys"])
+    if name == "nll":
+        keys += PACKAGE_MODELS[wildcards.model]["nll_keys"]
+    return settings(*(k for k in keys if not (sweep and k in SWEEP_OWN_KEYS)))
+
+
+def metric_resource(resource):
+    """A resource of the evaluate rule per metric (a GPU for torch metrics with device
+    cuda)."""
+    if resource == "gpu":
+        return lambda wildcards: GPU * METRICS[metric_name(wildcards.metric)]["torch"]
+    return lambda wildcards: METRICS[metric_name(wildcards.metric)][resource]
+
+
 def metric_files():
     files = []
     for model in MODELS:
         metrics = (["domain"] if DIGITS else []) + (["fid"] if FID else [])
         metrics += ["nll", "memorization"]
-        variants = variants_of(model)
-        if "interpolate" in variants:
+        if "interpolate" in variants_of(model):
             metrics.append("smoothness")
-        metrics += [f"emergent_{v}" for v in variants if v in EMERGENT_VARIANTS]
+        metrics += [f"emergent_{v}" for v in emergent_variants_of(model)]
         files += [f"{RESULTS}/metrics/{model}/{metric}.json" for metric in metrics]
     return files
 
@@ -308,13 +427,10 @@ def sweep_table_files():
 
 
 def sweep_metric_files():
-    metrics = (
-        (["domain"] if DIGITS else []) + (["fid"] if FID else []) + ["memorization"]
-    )
     return [
         f"{RESULTS}/sweep/{point}/{metric}.json"
         for point in SWEEP_POINTS
-        for metric in metrics
+        for metric in SWEEP_METRICS
     ]
 
 
@@ -334,8 +450,7 @@ def figure_names():
     if config["sample"]["trajectory_frames"] > 0:
         names += [f"trajectory_{m}" for m in MODELS if "random" in variants]
     names += ["interpolation"] if "interpolate" in variants else []
-    if "ihdm" in MODELS:
-        names += [f"emergent_{v}" for v in EMERGENT_VARIANTS if v in variants]
+    names += [f"emergent_{v}_{m}" for m in MODELS for v in emergent_variants_of(m)]
     names += ["forward-blur", "loss"]
     names += [
         f"{kind}_{source}" for kind in ("psd", "erased-frequency") for source in SPECTRA

@@ -28,161 +28,37 @@ rule classifier:
         " --out {output:q} > {log:q} 2>&1"
 
 
-rule evaluate_domain:
+# One rule for every metric of a model: {metric} is a name of METRICS (common.smk),
+# emergent_<variant> for the emergent one; inputs, settings and resources per metric.
+rule evaluate:
     input:
-        samples=f"results/{{exp}}/samples/{{model}}/evaluation_seed{SEED}.npz",
-        classifier="results/{exp}/classifier/classifier.pt",
-        test=TEST_DATA,
+        unpack(metric_inputs),
     output:
-        "results/{exp}/metrics/{model}/domain.json",
+        "results/{exp}/metrics/{model}/{metric}.json",
     log:
-        "results/{exp}/logs/evaluate/{model}_domain.log",
+        "results/{exp}/logs/evaluate/{model}_{metric}.log",
     benchmark:
-        "results/{exp}/benchmarks/evaluate/{model}_domain.tsv"
+        "results/{exp}/benchmarks/evaluate/{model}_{metric}.tsv"
+    wildcard_constraints:
+        metric=alternatives(METRIC_WILDCARDS),
     conda:
         "../envs/ihdm.yaml"
     threads: 1
     resources:
-        gpu=GPU,
-        mem_mb=4000,
-        runtime=60,
+        gpu=metric_resource("gpu"),
+        mem_mb=metric_resource("mem_mb"),
+        runtime=metric_resource("runtime"),
     params:
         config=CONFIG_FILE,
+        metric=lambda wildcards: metric_name(wildcards.metric),
+        # a function of the inputs: not recorded in the params (the paths are the inputs)
+        inputs=metric_options,
         overrides="",
-        settings=settings("seed"),
+        settings=metric_settings,
         code=model_code("evaluate"),
     shell:
-        "ihdm evaluate {params.config:q} --metric domain --samples {input.samples:q}"
-        " --classifier {input.classifier:q} --test {input.test:q} --out {output:q}"
-        " {params.overrides} > {log:q} 2>&1"
-
-
-rule evaluate_fid:
-    input:
-        samples=f"results/{{exp}}/samples/{{model}}/evaluation_seed{SEED}.npz",
-        test=TEST_DATA,
-    output:
-        "results/{exp}/metrics/{model}/fid.json",
-    log:
-        "results/{exp}/logs/evaluate/{model}_fid.log",
-    benchmark:
-        "results/{exp}/benchmarks/evaluate/{model}_fid.tsv"
-    conda:
-        "../envs/ihdm.yaml"
-    threads: 1
-    resources:
-        gpu=GPU,
-        mem_mb=16000,
-        runtime=240,
-    params:
-        config=CONFIG_FILE,
-        overrides="",
-        settings=settings("seed", "evaluate.inception_weights"),
-        code=model_code("evaluate"),
-    shell:
-        "ihdm evaluate {params.config:q} --metric fid --samples {input.samples:q}"
-        " --test {input.test:q} --out {output:q} {params.overrides} > {log:q} 2>&1"
-
-
-rule evaluate_nll:
-    input:
-        checkpoint="results/{exp}/models/{model}/final.pt",
-        data=TRAIN_DATA,
-        test=TEST_DATA,
-    output:
-        "results/{exp}/metrics/{model}/nll.json",
-    log:
-        "results/{exp}/logs/evaluate/{model}_nll.log",
-    benchmark:
-        "results/{exp}/benchmarks/evaluate/{model}_nll.tsv"
-    conda:
-        "../envs/ihdm.yaml"
-    threads: 1
-    resources:
-        gpu=GPU,
-        mem_mb=8000,
-        runtime=240,
-    params:
-        config=CONFIG_FILE,
-        settings=lambda wildcards: nll_settings(wildcards.model),
-        code=model_code("evaluate"),
-    shell:
-        "ihdm evaluate {params.config:q} --metric nll --checkpoint {input.checkpoint:q}"
-        " --data {input.data:q} --test {input.test:q} --out {output:q} > {log:q} 2>&1"
-
-
-rule evaluate_memorization:
-    input:
-        samples=f"results/{{exp}}/samples/{{model}}/evaluation_seed{SEED}.npz",
-        data=TRAIN_DATA,
-        test=TEST_DATA,
-    output:
-        "results/{exp}/metrics/{model}/memorization.json",
-    log:
-        "results/{exp}/logs/evaluate/{model}_memorization.log",
-    benchmark:
-        "results/{exp}/benchmarks/evaluate/{model}_memorization.tsv"
-    conda:
-        "../envs/ihdm.yaml"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    params:
-        config=CONFIG_FILE,
-        overrides="",
-        settings=settings("data.train_size"),
-        code=model_code("evaluate"),
-    shell:
-        "ihdm evaluate {params.config:q} --metric memorization --samples {input.samples:q}"
-        " --data {input.data:q} --test {input.test:q} --out {output:q}"
-        " {params.overrides} > {log:q} 2>&1"
-
-
-rule evaluate_smoothness:
-    input:
-        samples=f"results/{{exp}}/samples/{{model}}/interpolate_seed{SEED}.npz",
-    output:
-        "results/{exp}/metrics/{model}/smoothness.json",
-    log:
-        "results/{exp}/logs/evaluate/{model}_smoothness.log",
-    benchmark:
-        "results/{exp}/benchmarks/evaluate/{model}_smoothness.tsv"
-    conda:
-        "../envs/ihdm.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    params:
-        config=CONFIG_FILE,
-        code=model_code("evaluate"),
-    shell:
-        "ihdm evaluate {params.config:q} --metric smoothness --samples {input.samples:q}"
-        " --out {output:q} > {log:q} 2>&1"
-
-
-rule evaluate_emergent:
-    input:
-        samples=f"results/{{exp}}/samples/{{model}}/{{variant}}_seed{SEED}.npz",
-    output:
-        "results/{exp}/metrics/{model}/emergent_{variant}.json",
-    log:
-        "results/{exp}/logs/evaluate/{model}_emergent_{variant}.log",
-    benchmark:
-        "results/{exp}/benchmarks/evaluate/{model}_emergent_{variant}.tsv"
-    conda:
-        "../envs/ihdm.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    params:
-        config=CONFIG_FILE,
-        code=model_code("evaluate"),
-    shell:
-        "ihdm evaluate {params.config:q} --metric emergent --samples {input.samples:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        "ihdm evaluate {params.config:q} --metric {params.metric} {params.inputs}"
+        " --out {output:q} {params.overrides} > {log:q} 2>&1"
 
 
 rule metrics_table:

@@ -85,19 +85,19 @@ use rule plot_samples as plot_interpolation with:
 
 use rule plot_samples as plot_emergent with:
     input:
-        f"results/{{exp}}/samples/ihdm/{{variant}}_seed{SEED}.npz",
+        f"results/{{exp}}/samples/{{model}}/{{variant}}_seed{SEED}.npz",
     output:
         png=report(
-            "results/{exp}/figures/emergent_{variant}.png",
+            "results/{exp}/figures/emergent_{variant}_{model}.png",
             caption="../report/emergent.rst",
             category="Figures",
             subcategory="Emergent properties",
         ),
-        pdf="results/{exp}/figures/emergent_{variant}.pdf",
+        pdf="results/{exp}/figures/emergent_{variant}_{model}.pdf",
     log:
-        "results/{exp}/logs/figures/emergent_{variant}.log",
+        "results/{exp}/logs/figures/emergent_{variant}_{model}.log",
     benchmark:
-        "results/{exp}/benchmarks/figures/emergent_{variant}.tsv"
+        "results/{exp}/benchmarks/figures/emergent_{variant}_{model}.tsv"
     localrule: True
     params:
         figure="emergent",

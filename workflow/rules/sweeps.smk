@@ -39,51 +39,20 @@ use rule sample as sweep_sample with:
         settings=lambda wildcards: evaluation_sample_settings(wildcards.model),
 
 
-use rule evaluate_domain as sweep_domain with:
+use rule evaluate as sweep_evaluate with:
     input:
-        samples=f"{SWEEP_POINT}/samples.npz",
-        classifier="results/{exp}/classifier/classifier.pt",
-        test=TEST_DATA,
+        unpack(sweep_metric_inputs),
     output:
-        f"{SWEEP_POINT}/domain.json",
+        f"{SWEEP_POINT}/{{metric}}.json",
     log:
-        f"{SWEEP_LOGS}/domain.log",
+        f"{SWEEP_LOGS}/{{metric}}.log",
     benchmark:
-        f"{SWEEP_BENCHMARKS}/domain.tsv"
+        f"{SWEEP_BENCHMARKS}/{{metric}}.tsv"
+    wildcard_constraints:
+        metric=alternatives(SWEEP_METRICS),
     params:
         overrides=sweep_overrides,
-        settings="",
-
-
-use rule evaluate_fid as sweep_fid with:
-    input:
-        samples=f"{SWEEP_POINT}/samples.npz",
-        test=TEST_DATA,
-    output:
-        f"{SWEEP_POINT}/fid.json",
-    log:
-        f"{SWEEP_LOGS}/fid.log",
-    benchmark:
-        f"{SWEEP_BENCHMARKS}/fid.tsv"
-    params:
-        overrides=sweep_overrides,
-        settings=settings("evaluate.inception_weights"),
-
-
-use rule evaluate_memorization as sweep_memorization with:
-    input:
-        samples=f"{SWEEP_POINT}/samples.npz",
-        data=TRAIN_DATA,
-        test=TEST_DATA,
-    output:
-        f"{SWEEP_POINT}/memorization.json",
-    log:
-        f"{SWEEP_LOGS}/memorization.log",
-    benchmark:
-        f"{SWEEP_BENCHMARKS}/memorization.tsv"
-    params:
-        overrides=sweep_overrides,
-        settings="",
+        settings=lambda wildcards: metric_settings(wildcards, sweep=True),
 
 
 # localrule: True is repeated: `use rule ... with:` does not inherit it (Snakemake 9.27).
