@@ -42,10 +42,10 @@ def _write_json(obj, path: str | Path | None) -> None:
 # --------------------------------------------------------------------------- commands
 def cmd_describe(args) -> None:
     from .heat import blur_schedule
-    from .unet import build_unet, count_parameters
+    from .unet import build_unet, count_parameters, network_config
 
     cfg = _config(args)
-    n_params = count_parameters(build_unet(cfg))
+    n_params = count_parameters(build_unet(cfg, "ihdm"))
     d, h, dd = cfg["data"], cfg["heat"], cfg["ddpm"]
     sigmas = blur_schedule(h["K"], h["blur_sigma_min"], h["blur_sigma_max"])
     out = {
@@ -66,7 +66,8 @@ def cmd_describe(args) -> None:
                 },
             },
             "ddpm": {
-                "parameters": n_params,
+                "parameters": count_parameters(build_unet(cfg, "ddpm")),
+                "unet": network_config(cfg, "ddpm"),  # its own when ddpm.unet is set
                 "T": dd["T"],
                 "schedule": {"type": dd["schedule"], "beta_start": dd["beta_start"],
                              "beta_end": dd["beta_end"]},
@@ -133,7 +134,7 @@ def cmd_sample(args) -> None:
     process = cls.from_config(cfg, prior_images=prior)
     C, R = cfg["data"]["channels"], cfg["data"]["resolution"]
     n = args.n if args.n is not None else sc["n"]
-    with autocast(cfg, device):
+    with autocast(cfg, device, stage="sample"):
         result = process.sample(net, n, (C, R, R), seed=args.seed, variant=args.variant,
                                 trajectory_frames=sc["trajectory_frames"],
                                 batch_size=sc["batch_size"], device=device)

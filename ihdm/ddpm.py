@@ -33,8 +33,9 @@ from .noise import slerp
 # without importing it, by ihdm.provenance.models)
 MODEL = "ddpm"
 VARIANTS = ("random", "interpolate")
-#: the config keys that shape the trained weights (the sampler's keys do not)
-TRAINING_KEYS = ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end")
+#: the config keys that shape the trained weights (the sampler's keys do not); ddpm.unet
+#: holds DDPM's own network keys (beside the common `unet`, whose other keys it inherits)
+TRAINING_KEYS = ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end", "ddpm.unet")
 IHDM_ONLY_VARIANTS = ("shared-prior", "shared-noise")
 SAMPLERS = ("ancestral", "ddim")
 #: seeds of the noise pairs behind interpolation row r: seed * ROW_SEED_STRIDE + r
@@ -115,8 +116,10 @@ class DDPM:
     def from_config(cls, cfg: dict[str, Any], *, prior_images: np.ndarray | None = None) -> "DDPM":
         """Build from the full config (its ``ddpm`` section, sample.interpolation_frames and
         evaluate.ddpm_nll_t_stride) or from the ``ddpm`` section itself. DDPM has no use for
-        ``prior_images`` (the interface's training images)."""
+        ``prior_images`` (the interface's training images); ``ddpm.unet`` is the network's
+        (:func:`ihdm.unet.build_unet`), not the process's."""
         section = dict(cfg.get("ddpm", cfg))
+        section.pop("unet", None)
         known = {"T", "schedule", "beta_start", "beta_end", "ddim_steps", "ddim_eta", "sampler"}
         unknown = set(section) - known
         if unknown:

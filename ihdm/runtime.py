@@ -26,11 +26,17 @@ def resolve_device(cfg: dict) -> torch.device:
     return torch.device(want)
 
 
-def autocast(cfg: dict, device: torch.device):
-    """bf16 autocast where the config asks for it: train.mixed_precision on CUDA,
-    train.cpu_bf16 on the CPU. Used for training, sampling and likelihoods alike."""
+def autocast(cfg: dict, device: torch.device, stage: str = "train"):
+    """bf16 autocast where the config asks for it. Training (``stage="train"``):
+    train.mixed_precision on CUDA, train.cpu_bf16 on the CPU. Sampling (``"sample"``):
+    sample.mixed_precision when set (true: bf16 on any device, false: fp32), else as
+    training. Likelihoods and the other network metrics always run in fp32."""
+    if stage not in ("train", "sample"):
+        raise ValueError(f"autocast stage must be 'train' or 'sample', got {stage!r}")
     tc = cfg["train"]
     enabled = tc["mixed_precision"] if device.type == "cuda" else tc["cpu_bf16"]
+    if stage == "sample" and cfg["sample"]["mixed_precision"] is not None:
+        enabled = cfg["sample"]["mixed_precision"]
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -118,7 +124,7 @@ def load_model(path: str | Path, device=None, use_ema: bool = True):
     state = ckpt_io.load_checkpoint(path)
     # keys added to the schema after the checkpoint was written take their defaults
     cfg = validate(state["config"], source=f"config stored in '{path}'")
-    net = build_unet(cfg)
+    net = build_unet(cfg, state["model"])
     try:
         net.load_state_dict(state["ema"] if use_ema else state["net"])
     except RuntimeError as exc:
