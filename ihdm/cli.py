@@ -183,7 +183,8 @@ def cmd_evaluate(args) -> None:
     cfg = _config(args)
     need = {"domain": ["samples", "classifier", "test"], "fid": ["samples", "test"],
             "nll": ["checkpoint", "test"], "memorization": ["samples", "data", "test"],
-            "smoothness": ["samples"], "emergent": ["samples"]}[args.metric]
+            "smoothness": ["samples"], "emergent": ["samples"],
+            "simplicity": ["checkpoint", "test"]}[args.metric]
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"ihdm evaluate --metric {args.metric} needs {', '.join(missing)}")
@@ -218,6 +219,15 @@ def cmd_evaluate(args) -> None:
         process = cls.from_config(model_cfg, prior_images=prior)
         test = load_images(args.test)[0][: cfg["evaluate"]["nll_images"]]
         values = process.nll(net, test, seed=cfg["seed"])
+    elif args.metric == "simplicity":  # emergent property (c), from the network itself
+        from .metrics.emergent import function_simplicity
+        from .runtime import load_model, model_class, model_config, resolve_device
+
+        net, stored, model, state = load_model(args.checkpoint, device=resolve_device(cfg))
+        meta = {"model": model, "checkpoint": str(args.checkpoint), "step": int(state["step"])}
+        process = model_class(model).from_config(model_config(cfg, stored, model, args.checkpoint))
+        test = load_images(args.test)[0][: cfg["evaluate"]["nll_images"]]
+        values = function_simplicity(process, net, test, seed=cfg["seed"])
     elif args.metric == "memorization":
         from .metrics.emergent import memorization
         from .runtime import training_images
@@ -265,7 +275,7 @@ def cmd_spectral(args) -> None:
 
 
 FIGURES = ("samples", "trajectory", "interpolation", "psd", "erased-frequency",
-           "data-efficiency", "loss", "forward-blur", "emergent")
+           "data-efficiency", "loss", "forward-blur", "emergent", "simplicity")
 
 
 def cmd_plot(args) -> None:
@@ -315,6 +325,10 @@ def cmd_plot(args) -> None:
         plots.data_efficiency_figure(rows, out, metric=args.metric, title=title)
     elif fig == "loss":
         plots.loss_curve(dict(zip(labels, inputs)), out, title=title)
+    elif fig == "simplicity":  # one `ihdm evaluate --metric simplicity` file per model
+        records = [json.loads(Path(p).read_text()) for p in inputs]
+        names = args.labels or [r.get("model") or Path(p).stem for r, p in zip(records, inputs)]
+        plots.simplicity_figure(dict(zip(names, records)), out, title=title)
     elif fig == "forward-blur":
         from .data import load_images
         from .heat import blur_schedule
@@ -396,7 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("evaluate", cmd_evaluate, "score samples or a model; writes one JSON")
     sp.add_argument("--metric", required=True,
-                    choices=["domain", "fid", "nll", "memorization", "smoothness", "emergent"])
+                    choices=["domain", "fid", "nll", "memorization", "smoothness", "emergent",
+                             "simplicity"],
+                    help="simplicity: how much of the network's output only redistributes mass, "
+                         "per level (--checkpoint, --test)")
     sp.add_argument("--samples", help="sample file (.npz from `ihdm sample`)")
     sp.add_argument("--checkpoint", help="model file (nll)")
     sp.add_argument("--classifier", help="classifier file (domain)")

@@ -190,6 +190,17 @@ class DDPM:
             x_t, t, eps = x_t[shard], t[shard], eps[shard]
         return torch.mean((net(x_t, t) - eps) ** 2)
 
+    @torch.inference_mode()
+    def network_io(self, net: nn.Module, u0: torch.Tensor, fraction: float,
+                   generator: torch.Generator | None = None) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(t, x_t, eps_theta(x_t, t)) at the step t = round(fraction · (T-1)), x_t ~ q(x_t | x_0)
+        on the [-1, 1] scale: what the network sees and returns there (ihdm.metrics.emergent)."""
+        t = min(self.T - 1, max(0, round(fraction * (self.T - 1))))
+        x0 = self.to_model(u0)
+        x_t = self.q_sample(x0, torch.tensor(t), noise=_randn(x0.shape, generator, x0))
+        tt = torch.full((u0.shape[0],), t, device=u0.device, dtype=torch.long)
+        return t, x_t, net(x_t, tt).float()
+
     # ----------------------------------------------------------------- reverse process
     def predict_x0(
         self, net: nn.Module, x_t: torch.Tensor, t: int, clip_denoised: bool = True

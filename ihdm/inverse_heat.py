@@ -103,6 +103,18 @@ class IHDM:
         mu = u_k_noisy + net(u_k_noisy, k)
         return (mu.float() - u_km1.float()).pow(2).sum(dim=(1, 2, 3)).mean()
 
+    @torch.inference_mode()
+    def network_io(self, net: nn.Module, u0: Tensor, fraction: float,
+                   generator: torch.Generator | None = None) -> tuple[int, Tensor, Tensor]:
+        """(k, ũ_k, f_θ(ũ_k, k)) at the level k = round(fraction · K) (at least 1), with
+        ũ_k ~ q(u_k | u_0): what the network sees and returns there (ihdm.metrics.emergent)."""
+        k = min(self.K, max(1, round(fraction * self.K)))
+        u_k = self.blur(u0, k)
+        noise = torch.randn(u_k.shape, generator=generator).to(u_k.device)
+        inputs = u_k + self.sigma * noise
+        kk = torch.full((u0.shape[0],), k, device=u0.device, dtype=torch.long)
+        return k, inputs, net(inputs, kk).float()
+
     # ----------------------------------------------------------------- prior
     def prior_mean(self, images: Tensor) -> Tensor:
         """F(t_K) x_j for a batch of training images (the KDE's centres)."""

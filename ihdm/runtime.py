@@ -60,7 +60,12 @@ class Model(Protocol):
         """{"images": (N, C, H, W), "trajectory": (N, F, C, H, W) or None, "levels"}."""
 
     def nll(self, net: nn.Module, images: np.ndarray, *, seed: int = 0, batch_size: int = 64) -> dict:
-        """{"bits_per_dim", "terms_bits_per_dim": {term: bpd}, "n_images", "n_dims", ...}."""
+        """{"bits_per_dim" (= "bpd_discrete"), "bpd_dequantised", "terms_bits_per_dim": {term:
+        bpd}, "terms_bits_per_dim_dequantised", "n_images", "n_dims", ...}."""
+
+    def network_io(self, net: nn.Module, u0: torch.Tensor, fraction: float,
+                   generator: torch.Generator | None = None) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(level, network input, network output) at the level ``fraction`` of the chain."""
 
 
 def model_class(model: str) -> type[Model]:
