@@ -42,10 +42,10 @@ def _write_json(obj, path: str | Path | None) -> None:
 # --------------------------------------------------------------------------- commands
 def cmd_describe(args) -> None:
     from .heat import blur_schedule
-    from .unet import build_unet, count_parameters
+    from .unet import build_unet, count_parameters, network_config
 
     cfg = _config(args)
-    n_params = count_parameters(build_unet(cfg))
+    n_params = count_parameters(build_unet(cfg, "ihdm"))
     d, h, dd = cfg["data"], cfg["heat"], cfg["ddpm"]
     sigmas = blur_schedule(h["K"], h["blur_sigma_min"], h["blur_sigma_max"])
     out = {
@@ -66,7 +66,8 @@ def cmd_describe(args) -> None:
                 },
             },
             "ddpm": {
-                "parameters": n_params,
+                "parameters": count_parameters(build_unet(cfg, "ddpm")),
+                "unet": network_config(cfg, "ddpm"),  # its own when ddpm.unet is set
                 "T": dd["T"],
                 "schedule": {"type": dd["schedule"], "beta_start": dd["beta_start"],
                              "beta_end": dd["beta_end"]},
@@ -133,7 +134,7 @@ def cmd_sample(args) -> None:
     process = cls.from_config(cfg, prior_images=prior)
     C, R = cfg["data"]["channels"], cfg["data"]["resolution"]
     n = args.n if args.n is not None else sc["n"]
-    with autocast(cfg, device):
+    with autocast(cfg, device, stage="sample"):
         result = process.sample(net, n, (C, R, R), seed=args.seed, variant=args.variant,
                                 trajectory_frames=sc["trajectory_frames"],
                                 batch_size=sc["batch_size"], device=device)
@@ -182,7 +183,8 @@ def cmd_evaluate(args) -> None:
     cfg = _config(args)
     need = {"domain": ["samples", "classifier", "test"], "fid": ["samples", "test"],
             "nll": ["checkpoint", "test"], "memorization": ["samples", "data", "test"],
-            "smoothness": ["samples"], "emergent": ["samples"]}[args.metric]
+            "smoothness": ["samples"], "emergent": ["samples"],
+            "simplicity": ["checkpoint", "test"]}[args.metric]
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"ihdm evaluate --metric {args.metric} needs {', '.join(missing)}")
@@ -217,6 +219,15 @@ def cmd_evaluate(args) -> None:
         process = cls.from_config(model_cfg, prior_images=prior)
         test = load_images(args.test)[0][: cfg["evaluate"]["nll_images"]]
         values = process.nll(net, test, seed=cfg["seed"])
+    elif args.metric == "simplicity":  # emergent property (c), from the network itself
+        from .metrics.emergent import function_simplicity
+        from .runtime import load_model, model_class, model_config, resolve_device
+
+        net, stored, model, state = load_model(args.checkpoint, device=resolve_device(cfg))
+        meta = {"model": model, "checkpoint": str(args.checkpoint), "step": int(state["step"])}
+        process = model_class(model).from_config(model_config(cfg, stored, model, args.checkpoint))
+        test = load_images(args.test)[0][: cfg["evaluate"]["nll_images"]]
+        values = function_simplicity(process, net, test, seed=cfg["seed"])
     elif args.metric == "memorization":
         from .metrics.emergent import memorization
         from .runtime import training_images
@@ -264,7 +275,7 @@ def cmd_spectral(args) -> None:
 
 
 FIGURES = ("samples", "trajectory", "interpolation", "psd", "erased-frequency",
-           "data-efficiency", "loss", "forward-blur", "emergent")
+           "data-efficiency", "loss", "forward-blur", "emergent", "simplicity")
 
 
 def cmd_plot(args) -> None:
@@ -314,6 +325,10 @@ def cmd_plot(args) -> None:
         plots.data_efficiency_figure(rows, out, metric=args.metric, title=title)
     elif fig == "loss":
         plots.loss_curve(dict(zip(labels, inputs)), out, title=title)
+    elif fig == "simplicity":  # one `ihdm evaluate --metric simplicity` file per model
+        records = [json.loads(Path(p).read_text()) for p in inputs]
+        names = args.labels or [r.get("model") or Path(p).stem for r, p in zip(records, inputs)]
+        plots.simplicity_figure(dict(zip(names, records)), out, title=title)
     elif fig == "forward-blur":
         from .data import load_images
         from .heat import blur_schedule
@@ -395,7 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("evaluate", cmd_evaluate, "score samples or a model; writes one JSON")
     sp.add_argument("--metric", required=True,
-                    choices=["domain", "fid", "nll", "memorization", "smoothness", "emergent"])
+                    choices=["domain", "fid", "nll", "memorization", "smoothness", "emergent",
+                             "simplicity"],
+                    help="simplicity: how much of the network's output only redistributes mass, "
+                         "per level (--checkpoint, --test)")
     sp.add_argument("--samples", help="sample file (.npz from `ihdm sample`)")
     sp.add_argument("--checkpoint", help="model file (nll)")
     sp.add_argument("--classifier", help="classifier file (domain)")

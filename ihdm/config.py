@@ -97,29 +97,34 @@ def _check_semantics(cfg: dict, source: str) -> None:
             f"{source}: key 'heat.blur_sigma_max' ({heat['blur_sigma_max']}) must exceed "
             f"'heat.blur_sigma_min' ({heat['blur_sigma_min']})"
         )
+    _check_network(unet, "unet", data, source)
+    if cfg["ddpm"]["unet"]:  # DDPM's own network (unet with ddpm.unet's keys)
+        _check_network({**unet, **cfg["ddpm"]["unet"]}, "ddpm.unet", data, source)
+    if cfg["ddpm"]["schedule"] == "linear" and cfg["ddpm"]["beta_end"] < cfg["ddpm"]["beta_start"]:
+        raise ConfigError(f"{source}: key 'ddpm.beta_end' must not be below 'ddpm.beta_start'")
+
+
+def _check_network(unet: dict, prefix: str, data: dict, source: str) -> None:
+    """The U-Net keys ``unet`` (found at ``prefix``) against the data's size."""
     levels = len(unet["channel_mult"])
     factor = 2 ** (levels - 1)
     if data["resolution"] % factor:
         raise ConfigError(
             f"{source}: key 'data.resolution' ({data['resolution']}) cannot be halved "
-            f"{levels - 1} times by a U-Net with unet.channel_mult of {levels} levels; "
+            f"{levels - 1} times by a U-Net with {prefix}.channel_mult of {levels} levels; "
             f"use a resolution divisible by {factor} or fewer levels"
         )
     bad = [lvl for lvl in unet["attention_levels"] if lvl > levels]
     if bad:
         raise ConfigError(
-            f"{source}: key 'unet.attention_levels' names level(s) {bad}, but the U-Net has "
-            f"only {levels} levels (unet.channel_mult)"
+            f"{source}: key '{prefix}.attention_levels' names level(s) {bad}, but the U-Net has "
+            f"only {levels} levels ({prefix}.channel_mult)"
         )
-    groups = min(32, unet["channels"])
-    widths = {unet["channels"] * m for m in unet["channel_mult"]}
-    if any(w % groups for w in widths) or unet["channels"] % 4:
+    if unet["channels"] % 4:
         raise ConfigError(
-            f"{source}: key 'unet.channels' ({unet['channels']}) must be a multiple of 4 so "
+            f"{source}: key '{prefix}.channels' ({unet['channels']}) must be a multiple of 4 so "
             "that GroupNorm can split every level's width into groups"
         )
-    if cfg["ddpm"]["schedule"] == "linear" and cfg["ddpm"]["beta_end"] < cfg["ddpm"]["beta_start"]:
-        raise ConfigError(f"{source}: key 'ddpm.beta_end' must not be below 'ddpm.beta_start'")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

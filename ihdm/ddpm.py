@@ -26,15 +26,17 @@ import torch
 from torch import nn
 
 from .config import ConfigError
-from .metrics.nll import bits_per_dim, discretized_gaussian_log_likelihood, gaussian_kl
+from .metrics.nll import (N_BINS, bits_per_dim, dequantise, discretized_gaussian_log_likelihood,
+                          gaussian_kl, gaussian_log_density)
 from .noise import slerp
 
 # What the package, the workflow and the tests know of this model (read from the source,
 # without importing it, by ihdm.provenance.models)
 MODEL = "ddpm"
 VARIANTS = ("random", "interpolate")
-#: the config keys that shape the trained weights (the sampler's keys do not)
-TRAINING_KEYS = ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end")
+#: the config keys that shape the trained weights (the sampler's keys do not); ddpm.unet
+#: holds DDPM's own network keys (beside the common `unet`, whose other keys it inherits)
+TRAINING_KEYS = ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end", "ddpm.unet")
 #: the config keys read by sampling and scoring but not by training
 SAMPLING_KEYS = ("ddpm.sampler", "ddpm.ddim_steps", "ddpm.ddim_eta")
 #: the model's own config keys behind its NLL (the bound's timestep stride)
@@ -119,8 +121,10 @@ class DDPM:
     def from_config(cls, cfg: dict[str, Any], *, prior_images: np.ndarray | None = None) -> "DDPM":
         """Build from the full config (its ``ddpm`` section, sample.interpolation_frames and
         evaluate.ddpm_nll_t_stride) or from the ``ddpm`` section itself. DDPM has no use for
-        ``prior_images`` (the interface's training images)."""
+        ``prior_images`` (the interface's training images); ``ddpm.unet`` is the network's
+        (:func:`ihdm.unet.build_unet`), not the process's."""
         section = dict(cfg.get("ddpm", cfg))
+        section.pop("unet", None)
         known = {"T", "schedule", "beta_start", "beta_end", "ddim_steps", "ddim_eta", "sampler"}
         unknown = set(section) - known
         if unknown:
@@ -189,6 +193,17 @@ class DDPM:
         if shard is not None:
             x_t, t, eps = x_t[shard], t[shard], eps[shard]
         return torch.mean((net(x_t, t) - eps) ** 2)
+
+    @torch.inference_mode()
+    def network_io(self, net: nn.Module, u0: torch.Tensor, fraction: float,
+                   generator: torch.Generator | None = None) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(t, x_t, eps_theta(x_t, t)) at the step t = round(fraction · (T-1)), x_t ~ q(x_t | x_0)
+        on the [-1, 1] scale: what the network sees and returns there (ihdm.metrics.emergent)."""
+        t = min(self.T - 1, max(0, round(fraction * (self.T - 1))))
+        x0 = self.to_model(u0)
+        x_t = self.q_sample(x0, torch.tensor(t), noise=_randn(x0.shape, generator, x0))
+        tt = torch.full((u0.shape[0],), t, device=u0.device, dtype=torch.long)
+        return t, x_t, net(x_t, tt).float()
 
     # ----------------------------------------------------------------- reverse process
     def predict_x0(
@@ -372,9 +387,11 @@ class DDPM:
 
     # ----------------------------------------------------------------- likelihood
     def nll(self, net: nn.Module, images: np.ndarray, *, seed: int = 0, batch_size: int = 64) -> dict:
-        """The variational bound of uint8 NHWC test images in bits/dim, the keys shared by
-        every model's ``nll`` ("bits_per_dim", "terms_bits_per_dim", "n_images", "n_dims")
-        beside DDPM's own; every ``evaluate.ddpm_nll_t_stride``-th term (unbiased)."""
+        """The variational bound of uint8 NHWC test images in bits/dim by both estimators
+        (:meth:`nll_bits_per_dim`), with the keys shared by every model's ``nll``
+        ("bits_per_dim" = "bpd_discrete", "bpd_dequantised", "terms_bits_per_dim",
+        "terms_bits_per_dim_dequantised", "n_images", "n_dims") beside DDPM's own; every
+        ``evaluate.ddpm_nll_t_stride``-th term (unbiased)."""
         out = self.nll_bits_per_dim(net, images, batch_size=batch_size, t_stride=self.nll_t_stride,
                                     seed=seed)
         out["terms_bits_per_dim"] = {"L_T": out["prior_bpd"], "L_intermediate": out["diffusion_bpd"],
@@ -392,21 +409,34 @@ class DDPM:
         device: str | torch.device | None = None,
         t_offset: int | None = None,
     ) -> dict[str, Any]:
-        """DDPM's variational bound L_T + sum_{t=1}^{T-1} L_{t-1} + L_0, in bits per dimension.
+        """DDPM's variational bound L_T + sum_{t=1}^{T-1} L_{t-1} + L_0 in bits per dimension,
+        by two estimators in one pass (:mod:`ihdm.metrics.nll`).
 
         ``u0``: uint8 images NHWC (the on-disk convention) or float NCHW in [0, 1] (snapped to the
         8-bit grid). L_T = KL(q(x_T|x_0) || N(0, I)); L_{t-1} = KL(q(x_{t-1}|x_t, x_0) ||
         p(x_{t-1}|x_t)) with p's variance the posterior variance beta_tilde_t (the sampler's) and
-        one draw x_t ~ q(x_t|x_0) per image and t; L_0 = -log p(x_0|x_1), a Gaussian discretised to
-        256 bins with variance beta_tilde at t=1 (Ho et al.'s fixed-small convention). L_0 is a
-        probability mass, so the total is a bound on the discrete NLL and bits/dim =
-        nats/(N ln 2) (the same scale as NOTES' "continuous nats on [0, 1] + 8").
+        one draw x_t ~ q(x_t|x_0) per image and t; the decoder p(x_0|x_1) is a Gaussian around
+        the predicted x_0 with variance beta_tilde at t=1 (Ho et al.'s fixed-small convention).
+
+        * discrete (``bits_per_dim`` = ``bpd_discrete``; ``prior_bpd``, ``diffusion_bpd``,
+          ``decoder_bpd``): x_0 = 2u - 1 on the 8-bit grid, L_0 the decoder's mass of the
+          pixel's bin (Ho et al.'s). bits/dim = nats/(N ln 2).
+        * dequantised (``bpd_dequantised``, ``terms_dequantised``): every term on
+          x_0 = 2y - 1 with y = (255u + U(0,1))/256, the IHDM authors' protocol; L_0 the
+          decoder's density. The density of y in [0, 1) is the density of x_0 times 2 per
+          dimension (dx/dy = 2), so L_0 on y's scale is -log p(x_0|x_1) - N ln 2; the KL
+          terms do not change under the rescaling. Then, as for IHDM, bits/dim =
+          nats/(N ln 2) + 8 (the dequantisation term). A valid bound on the same discrete NLL
+          as the discrete one, not the same number: the decoder's std (sqrt(beta_tilde_1),
+          about one 8-bit step on [0, 1]) makes its density over a bin lower than the
+          discrete mass at the open edge bins 0 and 255.
 
         ``t_stride`` > 1 evaluates every ``t_stride``-th L_{t-1}, t = 1 + offset + j t_stride, and
         weights it by ``t_stride``; with ``t_offset`` None the offset is drawn uniformly per batch,
-        which makes it an unbiased estimate with about T/t_stride network calls per image.
-        Returns {"bits_per_dim", "prior_bpd", "diffusion_bpd", "decoder_bpd", "n_images",
-        "n_dims", "t_stride", "T"}.
+        which makes it an unbiased estimate with about T/t_stride network calls per image. Both
+        estimators share the offsets and the noise of each draw.
+        Returns {"bits_per_dim", "bpd_discrete", "bpd_dequantised", "prior_bpd", "diffusion_bpd",
+        "decoder_bpd", "terms_dequantised", "n_images", "n_dims", "t_stride", "T"}.
         """
         if t_stride < 1:
             raise ValueError(f"t_stride must be at least 1, got {t_stride}")
@@ -415,47 +445,74 @@ class DDPM:
         u = _as_unit_nchw(u0)
         device = torch.device(device) if device is not None else _net_device(net)
         gen = torch.Generator().manual_seed(int(seed))
+        gen_deq = torch.Generator().manual_seed(int(seed) + 1)  # leaves gen's draws as before
         n, n_dims = u.shape[0], int(np.prod(u.shape[1:]))
         T = self.T
         dec_var = float(self.beta_tilde[1]) if T > 1 else float(self.betas[0])
-        totals = {"prior": 0.0, "diffusion": 0.0, "decoder": 0.0}
+        names = ("prior", "diffusion", "decoder")
+        totals = {"discrete": dict.fromkeys(names, 0.0), "dequantised": dict.fromkeys(names, 0.0)}
+
+        def add(term: str, values: torch.Tensor, weight: float = 1.0) -> None:
+            per_image = values.flatten(1).sum(1)
+            for key, part in zip(totals, per_image.split(per_image.shape[0] // 2)):
+                totals[key][term] += weight * float(part.sum())
+
         was_training = net.training
         net.eval()
         try:
             for start in range(0, n, batch_size):
-                x0 = self.to_model(u[start : start + batch_size].to(device))
+                u_b = u[start : start + batch_size].to(device)
+                # the discrete half, then the dequantised half
+                x0 = self.to_model(torch.cat([u_b, dequantise(u_b, gen_deq)]))
                 x0_64 = x0.double()
                 # L_T: prior KL
                 ab_T = float(self.alpha_bar[T - 1])
-                kl = gaussian_kl(math.sqrt(ab_T) * x0_64, math.log(1 - ab_T), torch.zeros_like(x0_64), 0.0)
-                totals["prior"] += float(kl.flatten(1).sum(1).sum())
+                add("prior", gaussian_kl(math.sqrt(ab_T) * x0_64, math.log(1 - ab_T),
+                                         torch.zeros_like(x0_64), 0.0))
                 # L_{t-1}, t = 1..T-1
                 if t_offset is not None:
                     offset = t_offset
                 else:
                     offset = int(torch.randint(0, t_stride, (1,), generator=gen)) if t_stride > 1 else 0
                 for t in range(1 + offset, T, t_stride):
-                    x_t = self.q_sample(x0, torch.tensor(t), noise=_randn(x0.shape, gen, x0))
+                    x_t = self.q_sample(x0, torch.tensor(t), noise=_shared_randn(x0, gen))
                     x0_hat, _ = self.predict_x0(net, x_t, t, clip_denoised=False)
                     mean_q, var = self.q_posterior(x0_64, x_t.double(), t)
                     mean_p, _ = self.q_posterior(x0_hat.double(), x_t.double(), t)
-                    kl = gaussian_kl(mean_q, math.log(var), mean_p, math.log(var))
-                    totals["diffusion"] += t_stride * float(kl.flatten(1).sum(1).sum())
-                # L_0: discretised decoder at t = 0
-                x_1 = self.q_sample(x0, torch.tensor(0), noise=_randn(x0.shape, gen, x0))
+                    add("diffusion", gaussian_kl(mean_q, math.log(var), mean_p, math.log(var)), t_stride)
+                # L_0 at t = 0: the discretised decoder and the decoder's density
+                x_1 = self.q_sample(x0, torch.tensor(0), noise=_shared_randn(x0, gen))
                 x0_hat, _ = self.predict_x0(net, x_1, 0, clip_denoised=False)
+                B = u_b.shape[0]
                 log_p = discretized_gaussian_log_likelihood(
-                    ((x0_64 + 1) / 2).clamp(0, 1), (x0_hat.double() + 1) / 2, 0.5 * math.log(dec_var) - math.log(2.0)
+                    ((x0_64[:B] + 1) / 2).clamp(0, 1), (x0_hat[:B].double() + 1) / 2,
+                    0.5 * math.log(dec_var) - math.log(2.0)
                 )
-                totals["decoder"] += float(-log_p.flatten(1).sum(1).sum())
+                totals["discrete"]["decoder"] += float(-log_p.sum())
+                log_p = gaussian_log_density(x0_64[B:], x0_hat[B:].double(), 0.5 * math.log(dec_var))
+                totals["dequantised"]["decoder"] += float(-log_p.sum()) - B * n_dims * math.log(2.0)
         finally:
             net.train(was_training)
         out: dict[str, Any] = {
-            f"{k}_bpd": float(bits_per_dim(v / n, n_dims)) for k, v in totals.items()
+            f"{k}_bpd": float(bits_per_dim(v / n, n_dims)) for k, v in totals["discrete"].items()
         }
         out["bits_per_dim"] = out["prior_bpd"] + out["diffusion_bpd"] + out["decoder_bpd"]
+        out["bpd_discrete"] = out["bits_per_dim"]
+        deq = {name: float(bits_per_dim(totals["dequantised"][key] / n, n_dims))
+               for name, key in (("L_T", "prior"), ("L_intermediate", "diffusion"), ("L_0", "decoder"))}
+        deq["dequantisation"] = math.log2(N_BINS)
+        out["terms_dequantised"] = deq
+        out["terms_bits_per_dim_dequantised"] = deq
+        out["bpd_dequantised"] = sum(deq.values())
         out.update({"n_images": n, "n_dims": n_dims, "t_stride": t_stride, "T": T})
         return out
+
+
+def _shared_randn(x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One noise draw for the first half of the batch ``x0``, used for both halves (the
+    discrete and the dequantised images share it)."""
+    half = _randn((x0.shape[0] // 2, *x0.shape[1:]), generator, x0)
+    return torch.cat([half, half])
 
 
 def _randn(shape: Sequence[int], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:

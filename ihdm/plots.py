@@ -472,3 +472,33 @@ def loss_curve(
     if title:
         ax.set_title(title)
     return save_figure(fig, path)
+
+
+@_styled
+def simplicity_figure(records: Mapping[str, Mapping[str, Any]], path: str | Path,
+                      title: str | None = None) -> Paths:
+    """Emergent property (c) from ``ihdm evaluate --metric simplicity`` records ({label:
+    record}): the share of the network's output energy in its spatial mean (left) and its
+    size against its input (right), per fraction of the chain."""
+    if not records:
+        raise PlotError("simplicity figure: no records given")
+    fig = Figure(figsize=(7.6, 3.0))
+    ax_dc, ax_e = fig.subplots(1, 2)
+    for label, record in records.items():
+        rows = record.get("levels")
+        if not rows:
+            raise PlotError(f"simplicity figure: record '{label}' has no 'levels' (not a simplicity metric file)")
+        x = [r["fraction"] for r in rows]
+        color = COLORS.get(str(record.get("model", label)).lower())
+        ax_dc.plot(x, [max(r["dc_fraction"], 1e-12) for r in rows], "o-", ms=3, color=color, label=label)
+        ax_e.plot(x, [r["energy_ratio"] for r in rows], "o-", ms=3, color=color, label=label)
+    ax_dc.set_yscale("log")
+    ax_e.set_yscale("log")
+    ax_dc.set_ylabel("mean's share of output energy")
+    ax_e.set_ylabel("‖output‖ / ‖input‖")
+    for ax in (ax_dc, ax_e):
+        ax.set_xlabel("fraction of the chain (level / K, step / T)")
+    ax_dc.legend()
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

@@ -26,11 +26,17 @@ def resolve_device(cfg: dict) -> torch.device:
     return torch.device(want)
 
 
-def autocast(cfg: dict, device: torch.device):
-    """bf16 autocast where the config asks for it: train.mixed_precision on CUDA,
-    train.cpu_bf16 on the CPU. Used for training, sampling and likelihoods alike."""
+def autocast(cfg: dict, device: torch.device, stage: str = "train"):
+    """bf16 autocast where the config asks for it. Training (``stage="train"``):
+    train.mixed_precision on CUDA, train.cpu_bf16 on the CPU. Sampling (``"sample"``):
+    sample.mixed_precision when set (true: bf16 on any device, false: fp32), else as
+    training. Likelihoods and the other network metrics always run in fp32."""
+    if stage not in ("train", "sample"):
+        raise ValueError(f"autocast stage must be 'train' or 'sample', got {stage!r}")
     tc = cfg["train"]
     enabled = tc["mixed_precision"] if device.type == "cuda" else tc["cpu_bf16"]
+    if stage == "sample" and cfg["sample"]["mixed_precision"] is not None:
+        enabled = cfg["sample"]["mixed_precision"]
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -54,7 +60,12 @@ class Model(Protocol):
         """{"images": (N, C, H, W), "trajectory": (N, F, C, H, W) or None, "levels"}."""
 
     def nll(self, net: nn.Module, images: np.ndarray, *, seed: int = 0, batch_size: int = 64) -> dict:
-        """{"bits_per_dim", "terms_bits_per_dim": {term: bpd}, "n_images", "n_dims", ...}."""
+        """{"bits_per_dim" (= "bpd_discrete"), "bpd_dequantised", "terms_bits_per_dim": {term:
+        bpd}, "terms_bits_per_dim_dequantised", "n_images", "n_dims", ...}."""
+
+    def network_io(self, net: nn.Module, u0: torch.Tensor, fraction: float,
+                   generator: torch.Generator | None = None) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(level, network input, network output) at the level ``fraction`` of the chain."""
 
 
 def model_class(model: str) -> type[Model]:
@@ -118,7 +129,7 @@ def load_model(path: str | Path, device=None, use_ema: bool = True):
     state = ckpt_io.load_checkpoint(path)
     # keys added to the schema after the checkpoint was written take their defaults
     cfg = validate(state["config"], source=f"config stored in '{path}'")
-    net = build_unet(cfg)
+    net = build_unet(cfg, state["model"])
     try:
         net.load_state_dict(state["ema"] if use_ema else state["net"])
     except RuntimeError as exc:

@@ -119,14 +119,15 @@ def lr_at(step: int, cfg_train: dict) -> float:
 
 
 def ema_decay_at(step: int, cfg_train: dict) -> float:
-    """The EMA decay after training step ``step`` (0-based). With ``train.ema_warmup`` it
-    ramps up as min(decay, (1 + step) / (10 + step)): a fixed 0.999 leaves 0.999^600 = 55 %
-    of the random initial weights in the average after 600 steps (benchmarks/README.md,
-    "EMA warm-up"); the ramp
-    averages over about the last tenth of the steps until the configured decay takes over
-    (step 9 000 for 0.999)."""
+    """The EMA decay of the update after training step ``step`` (0-based). With
+    ``train.ema_warmup`` it is the authors' EMA (score_sde's, which counts its updates
+    n = 1, 2, ...): min(decay, (1 + n) / (10 + n)) with n = step + 1. A fixed 0.999 leaves
+    0.999^600 = 55 % of the random initial weights in the average after 600 steps
+    (benchmarks/README.md, "EMA warm-up"); the ramp averages over about the last tenth of
+    the steps until the configured decay takes over (from update 8 990 for 0.999)."""
     decay = cfg_train["ema_decay"]
-    return min(decay, (1 + step) / (10 + step)) if cfg_train["ema_warmup"] else decay
+    n = step + 1
+    return min(decay, (1 + n) / (10 + n)) if cfg_train["ema_warmup"] else decay
 
 
 @torch.no_grad()
@@ -348,7 +349,7 @@ def _train(cfg, model, data_path, images_np, out, progress, on_change) -> Path:
     N = images.shape[0]
 
     torch.manual_seed(cfg["seed"])
-    net = build_unet(cfg).to(device)
+    net = build_unet(cfg, model).to(device)
     memory_format = torch.channels_last if tc["channels_last"] else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     ema = copy.deepcopy(net).eval().requires_grad_(False)

@@ -29,15 +29,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CUDAGraphed", "UNet", "build_unet", "count_parameters", "num_groups", "timestep_embedding"]
+__all__ = ["CUDAGraphed", "UNet", "build_unet", "count_parameters", "network_config", "num_groups",
+           "timestep_embedding"]
 
 
-def num_groups(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int:
-    """GroupNorm groups for ``channels``: the largest divisor of ``channels`` that is at most
-    32 and leaves at least 4 channels per group (32 for every width of the paper nets).
+def num_groups(channels: int, max_groups: int = 32, min_group_size: int = 2) -> int:
+    """GroupNorm groups for ``channels``: 32 as in the authors' network (improved-diffusion's
+    GroupNorm32) wherever that leaves at least 2 channels per group (every width of the paper
+    nets, the small MNIST net's 64 included), else the largest divisor of ``channels`` that
+    does.
 
     With a single channel per group GroupNorm becomes instance norm and subtracts exactly the
-    per-channel shift that carries the timestep embedding, so small nets keep >= 4.
+    per-channel shift that carries the timestep embedding, so narrower nets keep >= 2.
     """
     for g in range(max(1, min(max_groups, channels // min_group_size)), 0, -1):
         if channels % g == 0:
@@ -163,7 +166,7 @@ class UNet(nn.Module):
         attention_levels: Sequence[int] = (),
         dropout: float = 0.0,
         num_heads: int = 1,
-        skip_rescale: bool = True,
+        skip_rescale: bool = False,
         resolution: int | None = None,
     ) -> None:
         super().__init__()
@@ -284,12 +287,23 @@ class UNet(nn.Module):
         return out.to(x.dtype)
 
 
-def build_unet(cfg: dict) -> UNet:
-    """The U-Net of a full config dict (``cfg["unet"]``, ``cfg["data"]``)."""
+def network_config(cfg: dict, model: str | None = None) -> dict:
+    """The ``unet`` keys of ``model``'s network: ``cfg["unet"]`` with the overrides in the
+    model's own section (``cfg[model]["unet"]``, e.g. ddpm.unet for Ho et al.'s network),
+    when it has them. IHDM and a model without overrides use ``unet`` itself."""
+    own = cfg.get(model) if model else None
+    overrides = own.get("unet") if isinstance(own, dict) else None
+    return {**cfg["unet"], **(overrides or {})}
+
+
+def build_unet(cfg: dict, model: str | None = None) -> UNet:
+    """The U-Net of a full config dict (``cfg["unet"]``, ``cfg["data"]``) for ``model``
+    (its own section's ``unet`` overrides apply; see :func:`network_config`)."""
     from ihdm.config import ConfigError
 
+    where = f"unet.* / {model}.unet.*" if model and network_config(cfg, model) != cfg["unet"] else "unet.*"
     try:
-        u, data = cfg["unet"], cfg["data"]
+        u, data = network_config(cfg, model), cfg["data"]
         kwargs = dict(
             in_channels=int(data["channels"]),
             channels=int(u["channels"]),
@@ -298,7 +312,7 @@ def build_unet(cfg: dict) -> UNet:
             attention_levels=list(u.get("attention_levels", [])),
             dropout=float(u.get("dropout", 0.0)),
             num_heads=int(u.get("num_heads", 1)),
-            skip_rescale=bool(u.get("skip_rescale", True)),
+            skip_rescale=bool(u.get("skip_rescale", False)),
             resolution=int(data["resolution"]),
         )
     except KeyError as exc:
@@ -307,7 +321,7 @@ def build_unet(cfg: dict) -> UNet:
         return UNet(**kwargs)
     except ValueError as exc:
         raise ConfigError(
-            f"cannot build the U-Net from keys unet.* / data.resolution / data.channels: {exc}"
+            f"cannot build the U-Net from keys {where} / data.resolution / data.channels: {exc}"
         ) from None
 
 

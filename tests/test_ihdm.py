@@ -1,5 +1,8 @@
 """IHDM: the loss, the prior, the samplers and their variants, the ELBO."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -109,3 +112,87 @@ def test_slerp_keeps_norm_of_independent_noise():
     assert torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
     lin = 0.5 * (a + b)
     assert lin.flatten(1).norm(dim=1).mean() < 0.8 * mid.flatten(1).norm(dim=1).mean()
+
+
+# ------------------------------------------------------------------ the two NLL estimators
+DEQ_VAR = 1 / (12 * 256**2)  # variance of the dequantisation U(0, 1)/256
+
+
+def _bin_mass(x: float, mean: float, std: float) -> float:
+    """P(the 8-bit bin of x) under N(mean, std²): bins of width 1/255, open at 0 and 1."""
+    cdf = lambda z: 0.5 * (1 + math.erf((z - mean) / (std * math.sqrt(2))))  # noqa: E731
+    lo = -math.inf if x < 0.5 / 255 else x - 0.5 / 255
+    hi = math.inf if x > 1 - 0.5 / 255 else x + 0.5 / 255
+    return (1.0 if hi == math.inf else cdf(hi)) - (0.0 if lo == -math.inf else cdf(lo))
+
+
+def _heat_2x2(u: np.ndarray, t: float) -> np.ndarray:
+    """F(t) u for a 2×2 image by hand: the orthonormal 2-point DCT is (a ± b)/√2, and the
+    Neumann eigenvalues are π²(n² + m²)/4."""
+    D = np.array([[1.0, 1.0], [1.0, -1.0]]) / math.sqrt(2)
+    lam = math.pi**2 * (np.arange(2)[:, None] ** 2 + np.arange(2)[None, :] ** 2) / 4
+    return D.T @ (np.exp(-lam * t) * (D @ u @ D.T)) @ D
+
+
+class KnownMean(nn.Module):
+    """μ_θ(u_k, k) = m_k whatever u_k: f_θ(u, k) = m_k − u."""
+
+    def __init__(self, means: dict[int, torch.Tensor]):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.means = means
+
+    def forward(self, x, k):
+        return torch.stack([self.means[int(kk)] for kk in k]) - x
+
+
+def test_nll_estimators_agree_with_a_hand_computed_value():
+    """K = 2 on 2×2 images with a network whose mean is known: the discrete estimator equals
+    the hand-computed bound exactly; the dequantised one its expectation over y (many
+    copies of the image)."""
+    u0 = np.array([[0.0, 64.0], [128.0, 255.0]]) / 255
+    m1 = u0 + np.array([[0.004, -0.01], [0.02, -0.003]])
+    m2 = _heat_2x2(u0, 0.125) + 0.015
+    delta, sigma, t1, t2 = 0.0125, 0.01, 0.125, 0.5  # σ_B = 0.5, 1.0: t = σ_B²/2
+    as_t = lambda a: torch.tensor(a, dtype=torch.float32)[None]  # noqa: E731
+    proc = IHDM(K=2, blur_sigma_min=0.5, blur_sigma_max=1.0, sigma=sigma, delta=delta, H=2, W=2,
+                prior_images=as_t(u0)[None])
+    net = KnownMean({1: as_t(m1), 2: as_t(m2)})
+    images = np.round(u0 * 255).astype(np.uint8)[None, :, :, None]
+    n = 4000
+    out = proc.nll(net, np.repeat(images, n, axis=0), batch_size=1000)
+
+    N = 4
+    const = 0.5 * (sigma**2 * N / delta**2 - N + 2 * N * math.log(delta / sigma))
+    to_bits = N * math.log(2)
+    # discrete: L_K = const (the prior image is the test image), L_1, L_0 from bin masses
+    L1 = const + ((m2 - _heat_2x2(u0, t1)) ** 2).sum() / (2 * delta**2)
+    L0 = -sum(math.log(_bin_mass(x, m, delta)) for x, m in zip(u0.ravel(), m1.ravel()))
+    want = {"L_K": const / to_bits, "L_intermediate": L1 / to_bits, "L_0": L0 / to_bits}
+    assert out["terms_bits_per_dim"] == pytest.approx(want, rel=1e-5)
+    assert out["bits_per_dim"] == out["bpd_discrete"] == pytest.approx(sum(want.values()), rel=1e-5)
+    # dequantised: y = (255 u + U)/256 has mean (255 u + ½)/256; E‖A(y − c)‖² adds tr(AᵀA)·var
+    mean_y = (255 * u0 + 0.5) / 256
+    tr = lambda t: float(np.exp(-2 * t * math.pi**2 * np.array([0, 1, 1, 2]) / 4).sum())  # noqa: E731
+    LK = const + (((_heat_2x2(mean_y - u0, t2)) ** 2).sum() + DEQ_VAR * tr(t2)) / (2 * delta**2)
+    L1 = const + (((m2 - _heat_2x2(mean_y, t1)) ** 2).sum() + DEQ_VAR * tr(t1)) / (2 * delta**2)
+    L0 = (((mean_y - m1) ** 2).sum() + N * DEQ_VAR) / (2 * delta**2) + N * math.log(delta * math.sqrt(2 * math.pi))
+    want = {"L_K": LK / to_bits, "L_intermediate": L1 / to_bits, "L_0": L0 / to_bits, "dequantisation": 8.0}
+    got = out["terms_bits_per_dim_dequantised"]
+    assert set(got) == set(want)
+    for key in want:  # Monte Carlo over n dequantisations: a few standard errors
+        assert got[key] == pytest.approx(want[key], abs=3e-3), key
+    assert out["bpd_dequantised"] == pytest.approx(sum(got.values()))
+
+
+def test_nll_estimators_differ_as_expected_on_digits(mnist_images):
+    """On MNIST digits (mostly 0 and 255) the discrete L_0 is smaller by more than a bit/dim:
+    the open edge bins hold much more mass than a density over 1/256. The other terms
+    barely move."""
+    proc = process(K=5)
+    proc.prior_images = torch.from_numpy(mnist_images[:256]).permute(0, 3, 1, 2).float() / 255
+    out = proc.nll(LevelRecorder(), mnist_images[256:288], batch_size=16)
+    dis, deq = out["terms_bits_per_dim"], out["terms_bits_per_dim_dequantised"]
+    assert deq["L_0"] + deq["dequantisation"] - dis["L_0"] > 1.0
+    for key in ("L_K", "L_intermediate"):  # (an untrained net: the intermediate terms are large)
+        assert abs(deq[key] - dis[key]) < 0.02 * abs(dis[key]), key

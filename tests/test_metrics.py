@@ -228,3 +228,67 @@ def test_classifier_features_plug_into_clean_fid(digits, classifier) -> None:
     feats = fidmod.extract_features(digits["test"][:8], extractor, resize=None, device="cpu")
     direct = classifier.features(torch.tensor(digits["test"][:8]).permute(0, 3, 1, 2).float() / 255)
     assert np.allclose(feats, direct.detach().numpy(), atol=1e-5)
+
+
+# ------------------------------------------------------------------ emergent property (c)
+def test_mass_redistribution_on_constructed_outputs() -> None:
+    """A uniform shift is all mean (1), a zero-mean output none (0), a mix its energy share;
+    the energy ratio is ‖output‖ / ‖input‖."""
+    from ihdm.metrics.emergent import mass_redistribution
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((6, 3, 8, 8), generator=g) + 0.5
+    z = torch.randn((6, 3, 8, 8), generator=g)
+    z = z - z.mean(dim=(2, 3), keepdim=True)  # zero spatial mean per channel: pure redistribution
+    shift = torch.full_like(x, 0.2)
+    assert mass_redistribution(x, shift)["dc_fraction"] == pytest.approx(1.0)
+    r = mass_redistribution(x, 0.3 * z)
+    assert r["dc_fraction"] == pytest.approx(0.0, abs=1e-12)
+    want = (0.3 * z).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+    assert r["energy_ratio"] == pytest.approx(float(want.mean()))
+    mixed = mass_redistribution(x, shift + z)["dc_fraction"]
+    share = (0.2**2 * 3 * 64) / (0.2**2 * 3 * 64 + z.flatten(1).pow(2).sum(1))
+    assert mixed == pytest.approx(float(share.mean()))
+
+
+def test_function_simplicity_of_both_models_and_the_cli(tmp_path, mnist_npz, mnist_images) -> None:
+    """The models hand their network's input and output at matched levels; a network that
+    returns the Neumann Laplacian of its input (the heat equation's own change, mass-free)
+    scores 0, as the constructed case says; `ihdm evaluate --metric simplicity` writes the
+    per-level record from a checkpoint and `ihdm plot simplicity` draws it."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO, tiny_config
+    from ihdm.ddpm import DDPM
+    from ihdm.inverse_heat import IHDM
+    from ihdm.metrics.emergent import function_simplicity
+    from ihdm.train import train
+
+    class Laplacian(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, t):
+            p = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")  # Neumann
+            return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * x
+
+    ihdm_ = IHDM(K=10, blur_sigma_min=0.5, blur_sigma_max=10.0, sigma=0.01, delta=0.0125, H=28, W=28)
+    for process, top in ((ihdm_, 10), (DDPM(T=20, schedule="cosine"), 19)):
+        out = function_simplicity(process, Laplacian(), mnist_images[:8], levels=5)
+        assert [r["level"] for r in out["levels"]][-1] == top
+        assert out["mean_dc_fraction"] < 1e-10 and out["mean_energy_ratio"] > 0
+    final = train(tiny_config(train__steps=2, train__checkpoint_every=2), "ihdm", mnist_npz,
+                  tmp_path / "run", progress=False)
+    metric, fig = tmp_path / "simplicity.json", tmp_path / "simplicity"
+    for cmd in (["evaluate", "config/test.yaml", "--metric", "simplicity", "--checkpoint", str(final),
+                 "--test", str(mnist_npz), "--out", str(metric)],
+                ["plot", "simplicity", str(metric), "--out", str(fig)]):
+        r = subprocess.run([sys.executable, "-m", "ihdm.cli", *cmd], capture_output=True, text=True, cwd=REPO)
+        assert r.returncode == 0, r.stderr
+    record = json.loads(metric.read_text())
+    assert record["metric"] == "simplicity" and record["model"] == "ihdm"
+    assert len(record["levels"]) == 10 and all(0 <= r["dc_fraction"] <= 1 for r in record["levels"])
+    assert fig.with_suffix(".png").stat().st_size > 0

@@ -148,8 +148,9 @@ def test_data_parallel_matches_single_process(tmp_path, mnist_npz):
 
 
 def test_ema_warmup_leaves_no_initial_weights_in_short_runs():
-    """With train.ema_warmup the EMA holds essentially none of the random initial weights
-    after 600 steps; a fixed 0.999 holds 55 % of them. Long runs reach the configured decay."""
+    """With train.ema_warmup the EMA is the authors' (its n-th update has decay
+    min(d, (1+n)/(10+n)), n counted from 1) and holds essentially none of the random initial
+    weights after 600 steps; a fixed 0.999 holds 55 % of them. Long runs reach the decay."""
     import math
 
     from ihdm.train import ema_decay_at
@@ -157,7 +158,7 @@ def test_ema_warmup_leaves_no_initial_weights_in_short_runs():
     warm = {"ema_decay": 0.999, "ema_warmup": True}
     fixed = {"ema_decay": 0.999, "ema_warmup": False}
     decays = [ema_decay_at(s, warm) for s in range(20000)]
-    assert decays[0] == pytest.approx(0.1)
+    assert decays[0] == pytest.approx(2 / 11) and decays[99] == pytest.approx(101 / 110)
     assert all(a <= b for a, b in zip(decays, decays[1:]))
     assert decays[-1] == 0.999
     share = lambda cfg: math.prod(ema_decay_at(s, cfg) for s in range(600))  # noqa: E731
@@ -182,3 +183,16 @@ def test_time_budget_counts_every_run_of_a_resumed_training(tmp_path, mnist_npz)
     assert final["train_seconds"] > so_far
     log = (tmp_path / "run" / "train.log").read_text()
     assert "time budget of" in log and "after 5 steps" in log
+
+
+def test_ddpm_trains_and_loads_its_own_network(tmp_path, mnist_npz):
+    """With ddpm.unet the baseline trains (and load_model rebuilds) its own network, the
+    other unet keys inherited; IHDM keeps unet."""
+    cfg = tiny_config(train__steps=2, train__checkpoint_every=2, ddpm__unet={"channels": 4})
+    final = train(cfg, "ddpm", mnist_npz, tmp_path / "ddpm", progress=False)
+    net, stored, model, _ = load_model(final)
+    assert model == "ddpm" and stored["ddpm"]["unet"] == {"channels": 4}
+    assert net.channels == 4 and net.channel_mult == tuple(cfg["unet"]["channel_mult"])
+    from ihdm.unet import build_unet
+
+    assert build_unet(cfg, "ihdm").channels == cfg["unet"]["channels"] == 8

@@ -75,11 +75,30 @@ def test_paper_parameter_counts(name: str) -> None:
 
 
 def test_group_norm_groups() -> None:
-    for width in (128, 256, 384, 512, 640):  # every width of the paper nets
+    """32 groups as the authors wherever 2 or more channels per group remain (the small
+    MNIST net's 64 channels included); never one channel per group."""
+    for width in (64, 128, 256, 384, 512, 640):  # every width of the paper nets
         assert num_groups(width) == 32
     for width in (4, 8, 12, 32, 48, 96):
         g = num_groups(width)
-        assert width % g == 0 and width // g >= 4
+        assert width % g == 0 and width // g >= 2
+        assert g == max(d for d in range(1, 33) if width % d == 0 and width // d >= 2)
+    assert num_groups(32) == 16 and num_groups(96) == 32
+
+
+def test_skip_rescale_defaults_to_the_schema() -> None:
+    """UNet(...) and build_unet default skip_rescale to the schema's value (false: the
+    authors' code never applies it)."""
+    import inspect
+
+    from ihdm.config import schema
+
+    default = schema()["properties"]["unet"]["properties"]["skip_rescale"]["default"]
+    assert inspect.signature(UNet).parameters["skip_rescale"].default is default
+    cfg = load_config(None)
+    del cfg["unet"]["skip_rescale"]
+    net = build_unet(cfg)
+    assert net.mid[0].scale == (1 / 2**0.5 if default else 1.0)
 
 
 def test_attention_and_depth_change_the_count() -> None:
@@ -247,3 +266,15 @@ def test_cuda_graphs_replay_the_eager_network(bf16: bool) -> None:
         eager = ihdm.sample(net, 6, (1, 16, 16), seed=3, batch_size=4, device="cuda")
         replay = ihdm.sample(graphed, 6, (1, 16, 16), seed=3, batch_size=4, device="cuda")
     torch.testing.assert_close(replay["images"], eager["images"], rtol=10 * tol, atol=10 * tol)
+
+
+def test_ho_et_al_cifar10_network() -> None:
+    """The paper config's DDPM baseline (ddpm.unet) is Ho et al.'s CIFAR-10 network, 35.7 M
+    parameters (Ho et al. 2020, appendix B), while IHDM keeps the 61.06 M net of `unet`."""
+    from conftest import REPO
+
+    cfg = load_config(REPO / "config" / "paper" / "cifar10.yaml")
+    n_ddpm = count_parameters(build_unet(cfg, "ddpm"))
+    assert abs(n_ddpm - 35.7e6) / 35.7e6 < 0.02, n_ddpm
+    assert abs(count_parameters(build_unet(cfg, "ihdm")) - 61.06e6) / 61.06e6 < 0.02
+    assert count_parameters(build_unet(cfg)) == count_parameters(build_unet(cfg, "ihdm"))

@@ -131,8 +131,9 @@ MNIST_PAPER_JOBS = {
 PLANNED_JOBS = {
     "config.yaml": (CONFIG_JOBS, 66),
     "test.yaml": (TEST_JOBS, 58),
-    **{f"paper/{p.name}": (PAPER_JOBS, 137) for p in PAPER_CONFIGS if p.name != "mnist.yaml"},
+    **{f"paper/{p.name}": (PAPER_JOBS, 137) for p in PAPER_CONFIGS if not p.name.startswith("mnist")},
     "paper/mnist.yaml": (MNIST_PAPER_JOBS, 165),
+    "paper/mnist_small.yaml": (MNIST_PAPER_JOBS, 165),  # the same DAG, a smaller network
 }
 # the figures of config/test.yaml (results/test/figures/<name>.png and .pdf)
 TEST_FIGURES = [

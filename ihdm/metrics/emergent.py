@@ -8,8 +8,12 @@
 * ``shared_state_statistics``: how much of the variation between samples is in the overall
   colour/intensity layout (low frequencies) and how much in the detail — the numbers
   behind "shared prior state keeps the colours, shared noise keeps the structure".
+* ``mass_redistribution`` / ``function_simplicity``: property (c), "the forward process
+  makes the learned function simple": per level, how much of the network's output changes
+  the total mass (its spatial mean) and how large it is against its input, for IHDM's f_θ
+  and DDPM's ε-network at matched levels.
 
-All functions take uint8 NHWC arrays (the on-disk convention) and return plain dicts.
+The sample statistics take uint8 NHWC arrays (the on-disk convention); all return plain dicts.
 """
 
 from __future__ import annotations
@@ -86,3 +90,50 @@ def shared_state_statistics(samples: np.ndarray, factor: int = 7) -> dict:
         "fine_detail_std": float(fine.std(0).mean()),
         "n_samples": int(len(x)),
     }
+
+
+def mass_redistribution(inputs: torch.Tensor, outputs: torch.Tensor) -> dict:
+    """How much of a network's ``outputs`` (B, C, H, W) only moves mass around, per image
+    and averaged over the batch:
+
+    * ``dc_fraction``: energy of the per-channel spatial mean of the output over the
+      output's energy (0: a pure redistribution, the total of every channel kept, as the
+      heat equation and its inverse do; 1: a uniform shift of the whole channel);
+    * ``energy_ratio``: ‖output‖ / ‖input‖ (how big a change the network makes).
+    """
+    out = outputs.double().flatten(2)  # (B, C, HW)
+    inp = inputs.double().flatten(2)
+    energy = out.pow(2).sum(dim=(1, 2))
+    dc = out.mean(dim=2).pow(2).sum(dim=1) * out.shape[2]
+    dc_fraction = dc / energy.clamp_min(1e-300)
+    ratio = energy.sqrt() / inp.pow(2).sum(dim=(1, 2)).sqrt().clamp_min(1e-300)
+    return {"dc_fraction": float(dc_fraction.mean()), "energy_ratio": float(ratio.mean()),
+            "n_images": int(out.shape[0])}
+
+
+@torch.inference_mode()
+def function_simplicity(process, net: torch.nn.Module, images: np.ndarray, *, levels: int = 10,
+                        seed: int = 0, batch_size: int = 64) -> dict:
+    """:func:`mass_redistribution` of the model's network at ``levels`` matched levels, the
+    fractions (1..levels)/levels of its chain (IHDM: level k = fraction × K; DDPM: step
+    fraction × (T-1)), each on the uint8 NHWC ``images`` pushed to that level by the forward
+    process (the model's ``network_io``). Returns {"levels": [{"fraction", "level",
+    "dc_fraction", "energy_ratio"}], "mean_dc_fraction", "mean_energy_ratio", ...}."""
+    device = next(net.parameters()).device
+    u0 = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255.0)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    rows = []
+    for fraction in np.arange(1, levels + 1) / levels:
+        stats = {"dc": 0.0, "ratio": 0.0}
+        for start in range(0, len(u0), batch_size):
+            batch = u0[start : start + batch_size].to(device)
+            level, inputs, outputs = process.network_io(net, batch, float(fraction), generator=g)
+            r = mass_redistribution(inputs, outputs)
+            stats["dc"] += r["dc_fraction"] * len(batch)
+            stats["ratio"] += r["energy_ratio"] * len(batch)
+        rows.append({"fraction": float(fraction), "level": int(level),
+                     "dc_fraction": stats["dc"] / len(u0), "energy_ratio": stats["ratio"] / len(u0)})
+    return {"levels": rows,
+            "mean_dc_fraction": float(np.mean([r["dc_fraction"] for r in rows])),
+            "mean_energy_ratio": float(np.mean([r["energy_ratio"] for r in rows])),
+            "n_images": int(len(u0)), "model": getattr(process, "name", None)}
