@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .config import ConfigError, load_config
 from .provenance import models
 
@@ -109,29 +110,20 @@ def cmd_train(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from .runtime import (autocast, load_model, model_class, model_config, resolve_device,
-                          training_images)
+    from .runtime import autocast, load_trained, resolve_device
 
     given = load_config(args.config, args.set) if args.config else None
     device = resolve_device(given or {"device": "auto"})
-    net, stored, model, state = load_model(args.checkpoint, device=device, use_ema=not args.no_ema)
-    cfg = model_config(given, stored, model, args.checkpoint)
+    net, cfg, model, process, state = load_trained(args.checkpoint, given, device=device,
+                                                   data=args.data, use_ema=not args.no_ema)
+    if args.variant not in process.variants:
+        raise ConfigError(f"'{args.checkpoint}' is a {model} model, which cannot sample variant "
+                          f"'{args.variant}'; it supports {list(process.variants)}")
     sc = cfg["sample"]
     if sc["cuda_graphs"] and device.type == "cuda":
         from .unet import CUDAGraphed
 
         net = CUDAGraphed(net)
-    cls = model_class(model)
-    if args.variant not in cls.variants:
-        raise ConfigError(f"'{args.checkpoint}' is a {model} model, which cannot sample variant "
-                          f"'{args.variant}'; it supports {list(cls.variants)}")
-    prior = None
-    if cls.uses_training_images:
-        data_path = args.data or state.get("data_path")
-        if not data_path:
-            raise ConfigError(f"{model} sampling needs the training images: pass --data")
-        prior = training_images(cfg, data_path)
-    process = cls.from_config(cfg, prior_images=prior)
     C, R = cfg["data"]["channels"], cfg["data"]["resolution"]
     n = args.n if args.n is not None else sc["n"]
     with autocast(cfg, device, stage="sample"):
@@ -175,8 +167,6 @@ def _metric_record(cfg: dict, metric: str, meta: dict, values: dict) -> dict:
 
 
 def cmd_evaluate(args) -> None:
-    import torch
-
     from .data import load_images
     from .samples import SampleFileError, read_samples, require_images
 
@@ -208,24 +198,20 @@ def cmd_evaluate(args) -> None:
             reference_stats(load_images(args.test)[0], stats, weights=weights)
         values = fid_kid(samples["images"], stats, weights=weights, seed=cfg["seed"])
     elif args.metric == "nll":
-        from .runtime import load_model, model_class, model_config, resolve_device, training_images
+        from .runtime import load_trained, resolve_device
 
-        net, stored, model, state = load_model(args.checkpoint, device=resolve_device(cfg))
+        net, _, model, process, state = load_trained(args.checkpoint, cfg, data=args.data,
+                                                     device=resolve_device(cfg))
         meta = {"model": model, "checkpoint": str(args.checkpoint), "step": int(state["step"])}
-        model_cfg = model_config(cfg, stored, model, args.checkpoint)
-        cls = model_class(model)
-        prior = (training_images(model_cfg, args.data or state.get("data_path"))
-                 if cls.uses_training_images else None)
-        process = cls.from_config(model_cfg, prior_images=prior)
         test = load_images(args.test)[0][: cfg["evaluate"]["nll_images"]]
         values = process.nll(net, test, seed=cfg["seed"])
     elif args.metric == "simplicity":  # emergent property (c), from the network itself
         from .metrics.emergent import function_simplicity
-        from .runtime import load_model, model_class, model_config, resolve_device
+        from .runtime import load_trained, resolve_device
 
-        net, stored, model, state = load_model(args.checkpoint, device=resolve_device(cfg))
+        net, _, model, process, state = load_trained(args.checkpoint, cfg, device=resolve_device(cfg),
+                                                     training_images_too=False)
         meta = {"model": model, "checkpoint": str(args.checkpoint), "step": int(state["step"])}
-        process = model_class(model).from_config(model_config(cfg, stored, model, args.checkpoint))
         test = load_images(args.test)[0][: cfg["evaluate"]["nll_images"]]
         values = function_simplicity(process, net, test, seed=cfg["seed"])
     elif args.metric == "memorization":
@@ -356,8 +342,6 @@ def cmd_bench(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ihdm", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    from . import __version__
-
     p.add_argument("--version", action="version", version=f"ihdm {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -53,7 +53,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import UserError
-from .images import to_uint8  # noqa: F401  (re-exported: images on disk <-> tensors)
+from .images import check_uint8_nhwc, to_uint8  # noqa: F401  (re-exported: images on disk <-> tensors)
 from .io import atomic_open, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -528,7 +528,7 @@ def _load(cfg: Mapping[str, Any], split: str) -> Split:
         raise DataError(f"unknown data.dataset '{name}'; choose one of {', '.join(DATASETS)}")
     limit = data.get("train_size") if split == "train" else None
     out = DATASETS[name](data, split, limit)
-    _check_array(out.images, f"data set '{name}' split '{split}'")
+    check_uint8_nhwc(out.images, f"data set '{name}' split '{split}'", DataError)
     return out
 
 
@@ -554,7 +554,7 @@ def array_sha256(array: np.ndarray) -> str:
 def save_images(path: str | Path, images: np.ndarray, labels: np.ndarray | None = None) -> Path:
     """Write images (and labels) to ``path`` atomically in the .npz format."""
     path = Path(path)
-    _check_array(images, str(path))
+    check_uint8_nhwc(images, str(path), DataError)
     arrays = {"images": np.ascontiguousarray(images)}
     if labels is not None:
         labels = np.asarray(labels)
@@ -593,16 +593,6 @@ def prepare(cfg: Mapping[str, Any], split: str, out_path: str | Path) -> Path:
     return path
 
 
-def _check_array(images: Any, where: str) -> None:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        kind = images.dtype if isinstance(images, np.ndarray) else type(images).__name__
-        raise DataError(f"{where}: images must be a uint8 array, got {kind}")
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise DataError(f"{where}: images must be NHWC with 1 or 3 channels, got shape {images.shape}")
-    if len(images) == 0:
-        raise DataError(f"{where}: holds no images")
-
-
 def _check_sidecar(path: Path, images: np.ndarray) -> None:
     """When ``path`` has a sidecar, its sha256 must be that of ``images``."""
     side = sidecar_path(path)
@@ -636,7 +626,7 @@ def load_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DataError(f"'{path}' is truncated or corrupt and cannot be read as .npz: {exc}") from None
     except Exception as exc:  # zlib.error and friends
         raise DataError(f"'{path}' is truncated or corrupt: {type(exc).__name__}: {exc}") from None
-    _check_array(images, f"'{path}'")
+    check_uint8_nhwc(images, f"'{path}'", DataError)
     _check_sidecar(path, images)
     if labels is not None:
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
@@ -651,7 +641,7 @@ def load_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC array -> float32 NCHW tensor in [0, 1]."""
-    _check_array(images, "to_tensor")
+    check_uint8_nhwc(images, "to_tensor", DataError)
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 

@@ -421,7 +421,7 @@ class DDPM:
         * discrete (``bits_per_dim`` = ``bpd_discrete``; ``prior_bpd``, ``diffusion_bpd``,
           ``decoder_bpd``): x_0 = 2u - 1 on the 8-bit grid, L_0 the decoder's mass of the
           pixel's bin (Ho et al.'s). bits/dim = nats/(N ln 2).
-        * dequantised (``bpd_dequantised``, ``terms_dequantised``): every term on
+        * dequantised (``bpd_dequantised``, ``terms_bits_per_dim_dequantised``): every term on
           x_0 = 2y - 1 with y = (255u + U(0,1))/256, the IHDM authors' protocol; L_0 the
           decoder's density. The density of y in [0, 1) is the density of x_0 times 2 per
           dimension (dx/dy = 2), so L_0 on y's scale is -log p(x_0|x_1) - N ln 2; the KL
@@ -436,7 +436,7 @@ class DDPM:
         which makes it an unbiased estimate with about T/t_stride network calls per image. Both
         estimators share the offsets and the noise of each draw.
         Returns {"bits_per_dim", "bpd_discrete", "bpd_dequantised", "prior_bpd", "diffusion_bpd",
-        "decoder_bpd", "terms_dequantised", "n_images", "n_dims", "t_stride", "T"}.
+        "decoder_bpd", "terms_bits_per_dim_dequantised", "n_images", "n_dims", "t_stride", "T"}.
         """
         if t_stride < 1:
             raise ValueError(f"t_stride must be at least 1, got {t_stride}")
@@ -501,7 +501,6 @@ class DDPM:
         deq = {name: float(bits_per_dim(totals["dequantised"][key] / n, n_dims))
                for name, key in (("L_T", "prior"), ("L_intermediate", "diffusion"), ("L_0", "decoder"))}
         deq["dequantisation"] = math.log2(N_BINS)
-        out["terms_dequantised"] = deq
         out["terms_bits_per_dim_dequantised"] = deq
         out["bpd_dequantised"] = sum(deq.values())
         out.update({"n_images": n, "n_dims": n_dims, "t_stride": t_stride, "T": T})

@@ -4,15 +4,30 @@ models), the conversion between them, and the tiling of images into one grid ima
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import UserError
 
+if TYPE_CHECKING:
+    import torch
+
 
 class ImageError(UserError, ValueError):
     """An image array of the wrong layout, type or range."""
+
+
+def check_uint8_nhwc(images: Any, where: str, error: type[Exception] = ImageError) -> None:
+    """Images on disk: a uint8 NHWC array with 1 or 3 channels and at least one image;
+    otherwise ``error`` naming ``where`` (the file or data set) and what is wrong."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        kind = images.dtype if isinstance(images, np.ndarray) else type(images).__name__
+        raise error(f"{where}: images must be uint8, got {kind}")
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise error(f"{where}: images must be NHWC with 1 or 3 channels, got shape {images.shape}")
+    if len(images) == 0:
+        raise error(f"{where}: holds no images")
 
 
 def to_numpy(x: Any) -> np.ndarray:

@@ -250,21 +250,20 @@ class IHDM:
         draw (and one network call on the stacked batch), so their difference is the
         protocol's, not sampling noise.
         """
-        x_uint8 = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        u_all = to_tensor(images)  # float NCHW in [0, 1]
         train_images = self._prior()
         device = next(net.parameters()).device
         g = torch.Generator(device="cpu").manual_seed(seed)
         g_deq = torch.Generator(device="cpu").manual_seed(seed + 1)  # keeps g's draws as before
-        N_dims = int(np.prod(x_uint8.shape[1:]))
+        N_dims = int(np.prod(u_all.shape[1:]))
         s2, d2 = self.sigma**2, self.delta**2
         const = 0.5 * (s2 * N_dims / d2 - N_dims + 2 * N_dims * math.log(self.delta / self.sigma))
         centres = self.prior_mean(train_images.to(device).float()).flatten(1).double()  # (M, N)
         M = centres.shape[0]
         names = ("L_K", "L_intermediate", "L_0")
         totals = {"discrete": dict.fromkeys(names, 0.0), "dequantised": dict.fromkeys(names, 0.0)}
-        for start in range(0, x_uint8.shape[0], batch_size):
-            x = x_uint8[start : start + batch_size].to(device)
-            u0 = x.float() / 255.0
+        for start in range(0, u_all.shape[0], batch_size):
+            u0 = u_all[start : start + batch_size].to(device)
             y = dequantise(u0, g_deq)
             B = u0.shape[0]
             both = torch.cat([u0, y])  # (2B, ...): the discrete half, then the dequantised
@@ -291,7 +290,7 @@ class IHDM:
                     totals["discrete"]["L_0"] += float(-ll.double().sum())
                     ll = gaussian_log_density(y.double(), mu[B:].double(), log_scale)
                     totals["dequantised"]["L_0"] += float(-ll.sum())
-        n_img = x_uint8.shape[0]
+        n_img = u_all.shape[0]
         to_bits = N_dims * math.log(2)
         nats = {key: {t: v / n_img for t, v in terms.items()} for key, terms in totals.items()}
         bits = {key: {t: v / to_bits for t, v in terms.items()} for key, terms in nats.items()}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path

@@ -103,26 +103,6 @@ def training_config(cfg: dict, model: str) -> dict:
     return out
 
 
-# --------------------------------------------------------------------------- digests
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_array(array) -> str:
-    """sha256 of a NumPy array's dtype, shape and bytes (not of the file that held it:
-    the same images written twice give the same digest)."""
-    import numpy as np
-
-    a = np.ascontiguousarray(array)
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.data)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- code
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
@@ -264,14 +244,16 @@ def code_fingerprint(command: str, model: str | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- records
-def training_record(cfg: dict, model: str, images, *, device: str, threads: int | None) -> dict:
+def training_record(cfg: dict, model: str, data_sha256: str, *, device: str,
+                    threads: int | None) -> dict:
     """What the weights of a training run depend on: the training config keys, the sha256
-    of the training images (uint8 NHWC, after data.train_size), the code of ``ihdm train``,
-    the device type and, on the CPU, the number of torch threads (its reductions split
-    the work by thread, so another count gives other weights)."""
+    of the training images (``data.array_sha256`` of the uint8 NHWC array after
+    data.train_size, not of the file: the same images written twice give the same digest),
+    the code of ``ihdm train``, the device type and, on the CPU, the number of torch threads
+    (its reductions split the work by thread, so another count gives other weights)."""
     return {
         "config": training_config(cfg, model),
-        "data_sha256": sha256_array(images),
+        "data_sha256": data_sha256,
         "code": code_record("train", model),
         "device": device,
         "threads": threads if device == "cpu" else None,

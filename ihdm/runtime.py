@@ -124,6 +124,24 @@ def training_images(cfg: dict, data_path: str | Path) -> np.ndarray:
     return images
 
 
+def load_trained(path: str | Path, given: dict | None, *, device=None, data=None,
+                 use_ema: bool = True, training_images_too: bool = True):
+    """A trained model ready to sample or score: (net in eval mode, config, model name,
+    process, checkpoint state). The config is ``given`` checked against the checkpoint's
+    (:func:`model_config`); a model that uses training images (IHDM's prior) gets them from
+    ``data`` or the checkpoint's training data, unless ``training_images_too`` is false."""
+    net, stored, model, state = load_model(path, device=device, use_ema=use_ema)
+    cfg = model_config(given, stored, model, path)
+    cls = model_class(model)
+    prior = None
+    if cls.uses_training_images and training_images_too:
+        data_path = data or state.get("data_path")
+        if not data_path:
+            raise ConfigError(f"{model} needs its training images: pass --data")
+        prior = training_images(cfg, data_path)
+    return net, cfg, model, cls.from_config(cfg, prior_images=prior), state
+
+
 def load_model(path: str | Path, device=None, use_ema: bool = True):
     """Load a checkpoint or final.pt: returns (net in eval mode, config, model name, state)."""
     state = ckpt_io.load_checkpoint(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import image_grid, to_uint8
+from .images import check_uint8_nhwc, image_grid, to_uint8
 from .io import InputFileError, atomic_savez, read_npz, write_png
 
 
@@ -68,12 +68,7 @@ def read_samples(path: str | Path, data: dict | None = None) -> dict:
         raise bad("'meta' must be a JSON object in a string")
     out["meta"] = meta
     images = out["images"]
-    if images.dtype != np.uint8:
-        raise bad(f"images must be uint8, got {images.dtype}")
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise bad(f"images must be NHWC with 1 or 3 channels, got shape {images.shape}")
-    if len(images) == 0:
-        raise bad("holds no images")
+    check_uint8_nhwc(images, f"sample file '{path}'", SampleFileError)
     n, frames = meta.get("n"), meta.get("frames") if meta.get("variant") == "interpolate" else 1
     if not isinstance(n, int) or not isinstance(frames, int) or n < 1 or frames < 1:
         raise bad(f"meta needs a positive integer 'n' (and 'frames' for interpolate), got "

@@ -40,7 +40,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -49,6 +48,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt_io
 from . import provenance
 from .config import ConfigError
+from .data import array_sha256
 from .errors import UserError
 from .io import atomic_write_text
 from .runtime import autocast, build_model, resolve_device, training_images
@@ -342,7 +342,7 @@ def _train(cfg, model, data_path, images_np, out, progress, on_change) -> Path:
     local = tc["batch_size"] // world
     shard = slice(rank * local, (rank + 1) * local) if world > 1 else None
     process = build_model(cfg, model)
-    record = provenance.training_record(cfg, model, images_np, device=device.type,
+    record = provenance.training_record(cfg, model, array_sha256(images_np), device=device.type,
                                         threads=torch.get_num_threads())
     # uint8 NCHW in memory (on the GPU when there), converted per batch: no per-sample Python
     images = torch.from_numpy(images_np).permute(0, 3, 1, 2).contiguous().to(device)

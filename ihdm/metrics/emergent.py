@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data import to_tensor
+
 
 def _flat(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(images)).reshape(len(images), -1).float() / 255.0
@@ -80,7 +82,7 @@ def _lowpass(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 def shared_state_statistics(samples: np.ndarray, factor: int = 7) -> dict:
     """Between-sample variance of the mean colour, the coarse layout and the fine detail."""
-    x = torch.from_numpy(np.asarray(samples)).permute(0, 3, 1, 2).float() / 255.0
+    x = to_tensor(np.asarray(samples))
     mean_colour = x.mean(dim=(2, 3))  # (N, C)
     coarse = _lowpass(x, factor)
     fine = x - coarse
@@ -120,7 +122,7 @@ def function_simplicity(process, net: torch.nn.Module, images: np.ndarray, *, le
     process (the model's ``network_io``). Returns {"levels": [{"fraction", "level",
     "dc_fraction", "energy_ratio"}], "mean_dc_fraction", "mean_energy_ratio", ...}."""
     device = next(net.parameters()).device
-    u0 = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255.0)
+    u0 = to_tensor(images)
     g = torch.Generator(device="cpu").manual_seed(seed)
     rows = []
     for fraction in np.arange(1, levels + 1) / levels:
