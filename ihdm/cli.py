@@ -110,7 +110,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from .runtime import autocast, load_trained, resolve_device
+    from .runtime import autocast, load_trained, precision, resolve_device, trained_precision
 
     given = load_config(args.config, args.set) if args.config else None
     device = resolve_device(given or {"device": "auto"})
@@ -136,7 +136,10 @@ def cmd_sample(args) -> None:
                                           "seed": args.seed, "checkpoint": str(args.checkpoint),
                                           "n": n, "step": int(state.get("step", 0)),
                                           "frames": sc["interpolation_frames"]
-                                          if args.variant == "interpolate" else None})
+                                          if args.variant == "interpolate" else None,
+                                          "sampler": process.sampler_description(),
+                                          "precision": precision(cfg, device, "sample"),
+                                          "train_precision": trained_precision(cfg, state)})
     log.info("wrote %d samples to %s", len(result["images"]), args.out)
 
 
@@ -171,11 +174,11 @@ def cmd_evaluate(args) -> None:
     from .samples import SampleFileError, read_samples, require_images
 
     cfg = _config(args)
-    need = {"domain": ["samples", "classifier", "test"], "fid": ["samples", "test"],
+    need = {"domain": ["samples", "classifier", "test"], "fid": ["samples", "ref_stats"],
             "nll": ["checkpoint", "test"], "memorization": ["samples", "data", "test"],
             "smoothness": ["samples"], "emergent": ["samples"],
             "simplicity": ["checkpoint", "test"]}[args.metric]
-    missing = [f"--{k}" for k in need if getattr(args, k) is None]
+    missing = [f"--{k.replace('_', '-')}" for k in need if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"ihdm evaluate --metric {args.metric} needs {', '.join(missing)}")
     samples = read_samples(args.samples, cfg["data"]) if args.samples else None
@@ -190,19 +193,18 @@ def cmd_evaluate(args) -> None:
         values = domain_metrics(clf, samples["images"], load_images(args.test)[0], kid=True,
                                 seed=cfg["seed"])
     elif args.metric == "fid":
-        from .metrics.fid import fid_kid, reference_stats
+        from .metrics.fid import fid_kid
 
-        weights = cfg["evaluate"]["inception_weights"]
-        stats = Path(args.ref_stats or Path(args.out).with_name("fid_reference_stats.npz"))
-        if not stats.exists():
-            reference_stats(load_images(args.test)[0], stats, weights=weights)
-        values = fid_kid(samples["images"], stats, weights=weights, seed=cfg["seed"])
+        values = fid_kid(samples["images"], args.ref_stats, weights=cfg["evaluate"]["inception_weights"],
+                         seed=cfg["seed"])
+        values["reference_stats"] = str(args.ref_stats)
     elif args.metric == "nll":
-        from .runtime import load_trained, resolve_device
+        from .runtime import load_trained, resolve_device, trained_precision
 
         net, _, model, process, state = load_trained(args.checkpoint, cfg, data=args.data,
                                                      device=resolve_device(cfg))
-        meta = {"model": model, "checkpoint": str(args.checkpoint), "step": int(state["step"])}
+        meta = {"model": model, "checkpoint": str(args.checkpoint), "step": int(state["step"]),
+                "train_precision": trained_precision(cfg, state)}
         test = load_images(args.test)[0][: cfg["evaluate"]["nll_images"]]
         values = process.nll(net, test, seed=cfg["seed"])
     elif args.metric == "simplicity":  # emergent property (c), from the network itself
@@ -235,11 +237,32 @@ def cmd_evaluate(args) -> None:
     _write_json(_metric_record(cfg, args.metric, meta, values), args.out)
 
 
+def cmd_fid_reference(args) -> None:
+    """FID reference statistics of one data split (config key evaluate.fid_reference says
+    which one the experiment uses: the authors' is the training split), shared by every FID."""
+    from .data import load_images
+    from .metrics.fid import reference_stats
+
+    cfg = _config(args)
+    split = cfg["evaluate"]["fid_reference"]
+    images = load_images(args.data)[0]
+    info = reference_stats(images, args.out, weights=cfg["evaluate"]["inception_weights"], split=split)
+    log.info("FID reference statistics of %d %s images (%s) -> %s", info["n"], split, args.data, args.out)
+
+
 def cmd_collect(args) -> None:
     from .io import collect_metrics
 
-    rows = collect_metrics(args.inputs, args.out)
+    rows = collect_metrics(args.inputs, args.out, keys=tuple(args.keys))
     log.info("collected %d metric files into %s", len(rows), args.out)
+
+
+def cmd_compare(args) -> None:
+    """The paper's numbers beside this run's, with each row's protocol (ihdm/paper.py)."""
+    from .paper import write_comparison
+
+    rows = write_comparison(args.inputs, args.config, args.out)
+    log.info("compared %d quantities with the paper into %s", len(rows), args.out)
 
 
 def cmd_spectral(args) -> None:
@@ -261,7 +284,7 @@ def cmd_spectral(args) -> None:
 
 
 FIGURES = ("samples", "trajectory", "interpolation", "psd", "erased-frequency",
-           "data-efficiency", "loss", "forward-blur", "emergent", "simplicity")
+           "data-efficiency", "loss", "forward-blur", "emergent", "simplicity", "delta-sweep")
 
 
 def cmd_plot(args) -> None:
@@ -280,14 +303,15 @@ def cmd_plot(args) -> None:
             raise ConfigError(f"ihdm plot {fig} takes exactly one input file, got {len(inputs)}")
         return inputs[0]
 
-    if fig in ("samples", "emergent"):
-        plots.sample_grid(read_samples(one())["images"], out, title=title)
+    if fig in ("samples", "emergent"):  # titled with the sampler that drew them
+        s = read_samples(one())
+        plots.sample_grid(s["images"], out, title=title or s["meta"].get("sampler"))
     elif fig == "trajectory":
         s = read_samples(one())
         if "trajectory" not in s:
             raise ConfigError(f"'{inputs[0]}' holds no trajectory (sample.trajectory_frames is 0)")
         levels = list(s["levels"]) if len(s.get("levels", [])) else None
-        plots.trajectory_strip(s["trajectory"], out, levels=levels, title=title)
+        plots.trajectory_strip(s["trajectory"], out, levels=levels, title=title or s["meta"].get("sampler"))
     elif fig == "interpolation":
         rows, frame_count = [], None
         for path in inputs:  # one strip per file (e.g. IHDM and DDPM), first row of each
@@ -309,6 +333,12 @@ def cmd_plot(args) -> None:
         with open(one()) as fh:  # the table mixes metrics: keep the rows that have this one
             rows = [r for r in csv.DictReader(fh) if r.get(args.metric) not in ("", None)]
         plots.data_efficiency_figure(rows, out, metric=args.metric, title=title)
+    elif fig == "delta-sweep":  # the δ sweep's table (ihdm collect --keys heat.delta)
+        with open(one()) as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get(args.metric) not in ("", None)]
+        best = plots.delta_sweep_figure(rows, out, metric=args.metric, title=title)
+        for model, (delta, value) in best.items():
+            log.info("best δ for %s: %g (%s %.4g)", model, delta, args.metric, value)
     elif fig == "loss":
         plots.loss_curve(dict(zip(labels, inputs)), out, title=title)
     elif fig == "simplicity":  # one `ihdm evaluate --metric simplicity` file per model
@@ -403,12 +433,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--classifier", help="classifier file (domain)")
     sp.add_argument("--data", help="training images (nll prior, memorization)")
     sp.add_argument("--test", help="held-out test images")
-    sp.add_argument("--ref-stats", help="FID reference statistics (.npz; computed when absent)")
+    sp.add_argument("--ref-stats", help="FID reference statistics (.npz from `ihdm fid-reference`)")
     sp.add_argument("--out", required=True, help="output JSON")
+
+    sp = add("fid-reference", cmd_fid_reference,
+             "FID reference statistics of the split evaluate.fid_reference names (.npz)")
+    sp.add_argument("--data", required=True, help="the images of that split (.npz from `ihdm prepare`)")
+    sp.add_argument("--out", required=True, help="output statistics (.npz)")
 
     sp = add("collect", cmd_collect, "gather metric JSON files into one CSV table")
     sp.add_argument("--out", required=True, help="output CSV")
     sp.add_argument("inputs", nargs="+", help="metric JSON files")
+    sp.add_argument("--keys", nargs="+", default=[], metavar="KEY",
+                    help="also a column per dotted config key of the files' records (e.g. heat.delta)")
+
+    sp = add("compare", cmd_compare, "the paper's reported values beside this run's (CSV), "
+             "with the protocol of each row")
+    sp.add_argument("--out", required=True, help="output CSV")
+    sp.add_argument("inputs", nargs="+", help="metric JSON files (fid, domain, nll)")
 
     sp = add("spectral", cmd_spectral, "power spectra of the data (and photographs) against both processes")
     sp.add_argument("--data", required=True, help="images (.npz)")
@@ -432,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--labels", nargs="+", help="one label per input (loss, interpolation)")
     sp.add_argument("--title")
-    sp.add_argument("--metric", default="fd", help="table column (data-efficiency)")
+    sp.add_argument("--metric", default="fd", help="table column (data-efficiency, delta-sweep)")
     sp.add_argument("--source", default="data", choices=["data", "photographs"],
                     help="which spectral summary (psd, erased-frequency)")
     sp.set_defaults(func=cmd_plot)

@@ -134,6 +134,13 @@ class DDPM:
             section["nll_t_stride"] = cfg.get("evaluate", {}).get("ddpm_nll_t_stride", 1)
         return cls(**section)
 
+    def sampler_description(self) -> str:
+        """What draws the samples (ddpm.sampler and its steps), for sample files, figures
+        and tables."""
+        if self.sampler == "ancestral":
+            return f"DDPM ancestral, all T={self.T} steps"
+        return f"DDIM, {self.ddim_steps} of T={self.T} steps, η={self.ddim_eta:g}"
+
     # ----------------------------------------------------------------- helpers
     @staticmethod
     def to_model(u: torch.Tensor) -> torch.Tensor:

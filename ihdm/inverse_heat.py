@@ -75,6 +75,10 @@ class IHDM:
         return cls(h["K"], h["blur_sigma_min"], h["blur_sigma_max"], h["sigma"], h["delta"], res, res,
                    prior, cfg["sample"]["interpolation_frames"])
 
+    def sampler_description(self) -> str:
+        """What draws the samples, for sample files, figures and tables."""
+        return f"IHDM, K={self.K} levels, δ={self.delta:g}"
+
     def _prior(self) -> Tensor:
         if self.prior_images is None:
             raise UserError("IHDM's prior needs the training images: build the model with "

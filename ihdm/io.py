@@ -109,9 +109,10 @@ def _scalars(prefix: str, obj, out: dict) -> None:
             out[name] = value
 
 
-def collect_metrics(paths: list[str | Path], out_csv: str | Path) -> list[dict]:
+def collect_metrics(paths: list[str | Path], out_csv: str | Path, keys: tuple[str, ...] = ()) -> list[dict]:
     """Flatten metric JSON files into one CSV (one row per file, scalar values only,
-    plus the sweep's coordinates read from each file's config record)."""
+    plus the sweep's coordinates read from each file's config record, and a column per
+    dotted config key of ``keys``, e.g. heat.delta for the δ sweep)."""
     rows = []
     for path in paths:
         try:
@@ -122,6 +123,11 @@ def collect_metrics(paths: list[str | Path], out_csv: str | Path) -> list[dict]:
         cfg = record.get("config", {})
         row["train_size"] = cfg.get("data", {}).get("train_size")
         row["config_seed"] = cfg.get("seed")
+        for key in keys:
+            node = cfg
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            row[key] = node
         _scalars("", record, row)
         rows.append(row)
     columns: list[str] = []

@@ -501,3 +501,38 @@ def simplicity_figure(records: Mapping[str, Mapping[str, Any]], path: str | Path
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def delta_sweep_figure(table_rows: Sequence[Mapping[str, Any]], path: str | Path, metric: str = "fd",
+                       title: str | None = None) -> dict[str, tuple[float, float]]:
+    """A sample metric (lower is better) against the sampling noise δ, one curve per model,
+    the best δ of each marked. Rows: ``model``, ``heat.delta`` and ``metric`` (strings, as
+    read from CSV). Returns {model: (best δ, its value)}."""
+    curves: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for row in table_rows:
+        try:
+            curves[str(row["model"])].append((float(row["heat.delta"]), float(row[metric])))
+        except KeyError as exc:
+            raise PlotError(f"delta-sweep figure: the table lacks column {exc}") from None
+        except (TypeError, ValueError):
+            raise PlotError(f"delta-sweep figure: a row's heat.delta or {metric} is not a number: {dict(row)}") from None
+    if not curves:
+        raise PlotError(f"delta-sweep figure: no row has the metric '{metric}'")
+    fig = Figure(figsize=(4.6, 3.2))
+    ax = fig.subplots()
+    best = {}
+    for model, points in sorted(curves.items()):
+        points.sort()
+        x, y = zip(*points)
+        color = COLORS.get(model.lower())
+        ax.plot(x, y, "o-", ms=4, color=color, label=model)
+        i = int(np.argmin(y))
+        best[model] = (x[i], y[i])
+        ax.plot([x[i]], [y[i]], "*", ms=13, color=color, label=f"best δ = {x[i]:g} ({metric} {y[i]:.3g})")
+    ax.set_xlabel("sampling noise δ")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    save_figure(fig, path)
+    return best

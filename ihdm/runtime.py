@@ -31,13 +31,28 @@ def autocast(cfg: dict, device: torch.device, stage: str = "train"):
     train.mixed_precision on CUDA, train.cpu_bf16 on the CPU. Sampling (``"sample"``):
     sample.mixed_precision when set (true: bf16 on any device, false: fp32), else as
     training. Likelihoods and the other network metrics always run in fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16(cfg, device, stage))
+
+
+def _bf16(cfg: dict, device: torch.device, stage: str) -> bool:
     if stage not in ("train", "sample"):
         raise ValueError(f"autocast stage must be 'train' or 'sample', got {stage!r}")
     tc = cfg["train"]
     enabled = tc["mixed_precision"] if device.type == "cuda" else tc["cpu_bf16"]
     if stage == "sample" and cfg["sample"]["mixed_precision"] is not None:
         enabled = cfg["sample"]["mixed_precision"]
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    return bool(enabled)
+
+
+def precision(cfg: dict, device: torch.device | str, stage: str = "train") -> str:
+    """"bf16" or "fp32": what :func:`autocast` runs ``stage`` in (for records and tables)."""
+    return "bf16" if _bf16(cfg, torch.device(device), stage) else "fp32"
+
+
+def trained_precision(cfg: dict, state: dict) -> str:
+    """The precision a checkpoint was trained in (its training record's device)."""
+    device = (state.get("provenance") or {}).get("device") or "cpu"
+    return precision(cfg, device, "train")
 
 
 class Model(Protocol):
@@ -62,6 +77,9 @@ class Model(Protocol):
     def nll(self, net: nn.Module, images: np.ndarray, *, seed: int = 0, batch_size: int = 64) -> dict:
         """{"bits_per_dim" (= "bpd_discrete"), "bpd_dequantised", "terms_bits_per_dim": {term:
         bpd}, "terms_bits_per_dim_dequantised", "n_images", "n_dims", ...}."""
+
+    def sampler_description(self) -> str:
+        """What draws the samples (the sampler and its steps), for sample files and tables."""
 
     def network_io(self, net: nn.Module, u0: torch.Tensor, fraction: float,
                    generator: torch.Generator | None = None) -> tuple[int, torch.Tensor, torch.Tensor]:

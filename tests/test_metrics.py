@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -12,7 +13,9 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from ihdm.data import read_idx
+from ihdm.cli import main
+from ihdm.data import read_idx, save_images
+from ihdm.samples import write_samples
 from ihdm.metrics import fid as fidmod
 from ihdm.metrics.domain import (
     ClassifierFeatures,
@@ -162,7 +165,7 @@ def test_fid_pipeline_runs_offline_with_a_custom_extractor(digits, tmp_path) -> 
     a, b = digits["test"][:100], digits["test"][100:200]
     ref = tmp_path / "stats" / "ref.npz"
     info = fidmod.reference_stats(a, ref, feature_extractor=PoolFeatures(), extractor_name="pool6")
-    assert info == {"path": str(ref), "n": 100, "dim": 72, "extractor": "pool6"}
+    assert info == {"path": str(ref), "n": 100, "dim": 72, "extractor": "pool6", "split": "unknown"}
     with np.load(ref) as stats:
         assert stats["mu"].shape == (72,) and stats["sigma"].shape == (72, 72) and stats["feats"].shape == (100, 72)
     kw = dict(feature_extractor=PoolFeatures(), extractor_name="pool6", kid_subsets=20)
@@ -221,6 +224,56 @@ def test_local_inception_weights_file(tmp_path, digits) -> None:
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     with pytest.raises(fidmod.InceptionWeightsError, match="evaluate.inception_weights"):
         fidmod.inception(tmp_path / "bad.pt")
+
+
+def test_fid_cli_scores_against_the_reference_split_it_records(tmp_path, digits) -> None:
+    """`ihdm fid-reference` makes the statistics of the split evaluate.fid_reference names
+    (the training split by default, as the authors); `ihdm evaluate --metric fid` scores
+    against that file and its JSON says which split, how many images and which file."""
+
+    class FakeInception(nn.Module):  # clean-fid's layout; 2048 features from an 8x8 pool
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.layers = nn.Sequential(nn.AdaptiveAvgPool2d(8), nn.Conv2d(3, 2048, 8), nn.Flatten())
+
+        def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+            return self.layers(x)
+
+    weights = tmp_path / "inception.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(FakeInception()).save(str(weights))
+    train, test = tmp_path / "train.npz", tmp_path / "test.npz"
+    save_images(train, digits["train"][:300])
+    save_images(test, digits["test"][:300])
+    config = REPO / "config" / "test.yaml"
+    opts = ["--set", f"evaluate.inception_weights={weights}"]
+    ref = tmp_path / "metrics" / "fid_reference.npz"
+    assert main(["fid-reference", str(config), "--data", str(train), "--out", str(ref), *opts]) == 0
+    scores = {}
+    # (each FID is a 2048 x 2048 matrix square root: two of them)
+    for name, images in {"train": digits["train"][:300], "blurred": blurred(digits["test"][:300], 2.0)}.items():
+        as_float = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        samples = tmp_path / f"samples_{name}.npz"
+        write_samples(samples, {"images": as_float}, {"model": "ihdm", "variant": "random", "n": len(images)})
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", str(config), "--metric", "fid", "--samples", str(samples),
+                     "--ref-stats", str(ref), "--out", str(out), *opts]) == 0
+        record = json.loads(out.read_text())
+        assert record["reference_split"] == "train" and record["n_reference"] == 300
+        assert record["reference_stats"] == str(ref)
+        scores[name] = record["fid"]
+    assert scores["train"] == pytest.approx(0.0, abs=1e-3)  # the reference images themselves
+    assert scores["blurred"] > 1.0
+    # the test split as reference, when the config asks for it
+    assert main(["fid-reference", str(config), "--data", str(test), "--out", str(ref),
+                 *opts, "--set", "evaluate.fid_reference=test"]) == 0
+    assert fidmod.load_reference_stats(ref)["split"] == "test"
+    # the reference file is an input: without it the command names the option
+    assert main(["evaluate", str(config), "--metric", "fid", "--samples", str(samples),
+                 "--out", str(tmp_path / "x.json"), *opts]) == 2
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_classifier_features_plug_into_clean_fid(digits, classifier) -> None:

@@ -83,20 +83,27 @@ def _data_dir(cfg: dict) -> str:
 # The complete DAG of each config (rule -> jobs), from dry runs checked by hand against the
 # config. config/test.yaml: 2 models (IHDM 4 variants, DDPM 2: 6 figure samples), MNIST
 # (classifier, domain metric), no FID, sweep 2 sizes x 2 models x 1 seed = 4 points;
-# metrics per model domain, nll, memorization, smoothness (+ IHDM's 2 emergent) = 10;
-# per sweep point domain and memorization = 8; spectra of data and photographs.
+# metrics per model domain, nll, simplicity, memorization, smoothness (+ IHDM's 2
+# emergent) = 12; per sweep point domain and memorization = 8; the δ sweep: IHDM at 2 δ
+# (domain FD); spectra of data and photographs; the paper-vs-ours table.
 TEST_JOBS = {
     "prepare": 2,
     "classifier": 1,
     "train": 2,
     "sample": 6,
     "sample_for_evaluation": 2,
-    "evaluate": 10,
+    "evaluate": 12,
     "metrics_table": 1,
+    "paper_table": 1,
     "sweep_train": 4,
     "sweep_sample": 4,
     "sweep_evaluate": 8,
     "sweep_table": 1,
+    "delta_sample": 2,
+    "delta_evaluate": 2,
+    "delta_table": 1,
+    "plot_delta_sweep": 1,
+    "plot_simplicity": 1,
     "spectral": 1,
     "plot_samples": 2,
     "plot_trajectory": 2,
@@ -110,30 +117,42 @@ TEST_JOBS = {
     "all": 1,
 }
 # config/config.yaml: as config/test.yaml with 3 sweep sizes (6 points, 12 sweep metrics)
-CONFIG_JOBS = {**TEST_JOBS, "sweep_train": 6, "sweep_sample": 6, "sweep_evaluate": 12}
+# and 6 δ
+CONFIG_JOBS = {
+    **TEST_JOBS,
+    "sweep_train": 6,
+    "sweep_sample": 6,
+    "sweep_evaluate": 12,
+    "delta_sample": 6,
+    "delta_evaluate": 6,
+}
 # the RGB paper configs: no classifier or domain metric, FID on (metrics per model fid,
-# nll, memorization, smoothness; 10), sweep 4 sizes x 2 models x 3 seeds = 24 points
-# scored by FID and memorization; data-efficiency figures fid and ratio_of_medians
+# nll, simplicity, memorization, smoothness; 12) against one reference file of the
+# training split; sweep 4 sizes x 2 models x 3 seeds = 24 points scored by FID and
+# memorization; data-efficiency figures fid and ratio_of_medians; IHDM's FID at 4 δ
 PAPER_JOBS = {
     **{rule: n for rule, n in TEST_JOBS.items() if rule != "classifier"},
+    "fid_reference": 1,
     "sweep_train": 24,
     "sweep_sample": 24,
     "sweep_evaluate": 48,
+    "delta_sample": 4,
+    "delta_evaluate": 4,
 }
-# config/paper/mnist.yaml: the digit metrics and FID (12 metrics, 3 per sweep point)
+# config/paper/mnist.yaml: the digit metrics and FID (14 metrics, 3 per sweep point)
 MNIST_PAPER_JOBS = {
     **PAPER_JOBS,
     "classifier": 1,
-    "evaluate": 12,
+    "evaluate": 14,
     "sweep_evaluate": 72,
     "plot_data_efficiency": 3,
 }
 PLANNED_JOBS = {
-    "config.yaml": (CONFIG_JOBS, 66),
-    "test.yaml": (TEST_JOBS, 58),
-    **{f"paper/{p.name}": (PAPER_JOBS, 137) for p in PAPER_CONFIGS if not p.name.startswith("mnist")},
-    "paper/mnist.yaml": (MNIST_PAPER_JOBS, 165),
-    "paper/mnist_small.yaml": (MNIST_PAPER_JOBS, 165),  # the same DAG, a smaller network
+    "config.yaml": (CONFIG_JOBS, 84),
+    "test.yaml": (TEST_JOBS, 68),
+    **{f"paper/{p.name}": (PAPER_JOBS, 152) for p in PAPER_CONFIGS if not p.name.startswith("mnist")},
+    "paper/mnist.yaml": (MNIST_PAPER_JOBS, 180),
+    "paper/mnist_small.yaml": (MNIST_PAPER_JOBS, 180),  # the same DAG, a smaller network
 }
 # the figures of config/test.yaml (results/test/figures/<name>.png and .pdf)
 TEST_FIGURES = [
@@ -146,6 +165,8 @@ TEST_FIGURES = [
     "emergent_shared-noise_ihdm",
     "forward-blur",
     "loss",
+    "simplicity",
+    "delta-sweep",
     "psd_data",
     "psd_photographs",
     "erased-frequency_data",
@@ -223,6 +244,30 @@ def test_dry_run_plans_the_complete_dag(name: str) -> None:
     jobs = planned_jobs(snakemake(*args))
     assert jobs == expected
     assert sum(jobs.values()) == total
+
+
+def test_paper_configs_plan_fid_against_one_training_split_reference() -> None:
+    """The authors' FID: every FID job of a paper config (main models, sweep points and δ
+    sweep) reads one reference file made once from the whole training split; the sample
+    count is 50,000 and DDPM samples with the ancestral chain over all T steps."""
+    out = snakemake("-n", "-p", "--forceall", "--cores", "1",
+                    "--configfile", str(REPO / "config" / "paper" / "cifar10.yaml"))
+    commands = re.findall(r"^(?:Shell command: )?(ihdm .*)$", out, re.MULTILINE)
+    refs = [c for c in commands if c.startswith("ihdm fid-reference")]
+    assert len(refs) == 1 and "--data resources/cifar10/32px/train.npz" in refs[0], refs
+    ref_file = "results/paper_cifar10/metrics/fid_reference.npz"
+    assert f"--out {ref_file}" in refs[0]
+    fids = [c for c in commands if "--metric fid" in c]
+    assert len(fids) == 2 + 24 + 4
+    assert all(f"--ref-stats {ref_file}" in c for c in fids)
+    cfg = yaml.safe_load((REPO / "config" / "paper" / "cifar10.yaml").read_text())
+    assert cfg["evaluate"]["fid_reference"] == "train" and cfg["evaluate"]["n_samples"] == 50000
+    assert cfg["ddpm"]["sampler"] == "ancestral"
+    # the δ sweep resamples IHDM only, at each δ, and scores each with FID
+    deltas = [c for c in commands if c.startswith("ihdm sample") and "/delta/" in c]
+    assert sorted(re.search(r"heat\.delta=([0-9.]+)", c).group(1) for c in deltas) == sorted(
+        map(str, cfg["workflow"]["delta_sweep"]))
+    assert all("/delta/ihdm/" in c for c in deltas)
 
 
 # --------------------------------------------------------------------------- runs

@@ -189,11 +189,13 @@ def reference_stats(
     batch_size: int = 64,
     device: str | torch.device | None = None,
     num_workers: int = 0,
+    split: str = "unknown",
 ) -> dict[str, Any]:
     """Write mu, sigma and the features (for KID) of reference images to ``out_path`` (.npz).
 
-    Returns {"path", "n", "dim", "extractor"}. The file also records the feature extractor's
-    name, so that :func:`fid_kid` refuses to compare features of different extractors.
+    Returns {"path", "n", "dim", "extractor", "split"}. The file also records the feature
+    extractor's name, so that :func:`fid_kid` refuses to compare features of different
+    extractors, and which data split the images are (the authors' FID: the training split).
     """
     feats = extract_features(images_uint8, feature_extractor, weights, resize, batch_size, device, num_workers)
     mu, sigma = feature_statistics(feats)
@@ -202,8 +204,10 @@ def reference_stats(
     if out_path.suffix != ".npz":
         raise ValueError(f"reference statistics path '{out_path}' must end in .npz")
     with atomic_open(out_path) as fh:
-        np.savez(fh, mu=mu, sigma=sigma, feats=feats.astype(np.float32), extractor=np.array(name), mode=np.array(MODE))
-    return {"path": str(out_path), "n": int(feats.shape[0]), "dim": int(feats.shape[1]), "extractor": name}
+        np.savez(fh, mu=mu, sigma=sigma, feats=feats.astype(np.float32), extractor=np.array(name),
+                 mode=np.array(MODE), split=np.array(split))
+    return {"path": str(out_path), "n": int(feats.shape[0]), "dim": int(feats.shape[1]), "extractor": name,
+            "split": split}
 
 
 def load_reference_stats(path: str | Path) -> dict[str, Any]:
@@ -225,6 +229,7 @@ def load_reference_stats(path: str | Path) -> dict[str, Any]:
         if not np.issubdtype(stats[key].dtype, np.floating) or not np.isfinite(stats[key]).all():
             raise FIDStatsError(f"reference statistics file '{path}': '{key}' is not all finite floats")
     stats["extractor"] = str(stats["extractor"])
+    stats["split"] = str(stats["split"]) if "split" in stats else "unknown"
     return stats
 
 
@@ -257,7 +262,8 @@ def fid_kid(
 ) -> dict[str, Any]:
     """FID (and KID) of uint8 NHWC samples against a reference statistics file.
 
-    Returns {"fid", "kid" (None when kid=False), "n_samples", "n_reference", "extractor"}.
+    Returns {"fid", "kid" (None when kid=False), "n_samples", "n_reference", "reference_split",
+    "extractor"}.
     """
     ref = load_reference_stats(ref_stats_path)
     name = _extractor_name(feature_extractor, extractor_name)
@@ -279,5 +285,6 @@ def fid_kid(
         "kid": kid_value,
         "n_samples": int(feats.shape[0]),
         "n_reference": int(ref["feats"].shape[0]),
+        "reference_split": ref["split"],
         "extractor": name,
     }

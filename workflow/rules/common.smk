@@ -54,6 +54,12 @@ TRAIN_PROCESSES = config["train"]["processes"]
 # The domain metric needs a digit classifier: MNIST data sets only.
 DIGITS = config["data"]["dataset"] in ("mnist5k", "mnist")
 FID = config["evaluate"]["fid"]
+# One file of FID reference statistics per experiment (the split evaluate.fid_reference
+# names; the whole split, whatever data.train_size), shared by every FID job.
+FID_REFERENCE = "results/{exp}/metrics/fid_reference.npz"
+FID_REFERENCE_DATA = {"train": TRAIN_DATA, "test": TEST_DATA}[
+    config["evaluate"]["fid_reference"]
+]
 
 
 # ---------------------------------------------------------------- the package's models
@@ -98,6 +104,7 @@ wildcard_constraints:
     split="train|test",
     source="data|photographs",
     column=r"\w+",
+    delta=r"[0-9.eE+-]+",
 
 
 # ---------------------------------------------------------------- the config and params
@@ -289,7 +296,7 @@ METRICS = {
         runtime=60,
     ),
     "fid": dict(
-        inputs=("samples", "test"),
+        inputs=("samples", "ref_stats"),
         samples="evaluation",
         keys=("seed", "evaluate.inception_weights"),
         torch=True,
@@ -318,6 +325,14 @@ METRICS = {
         torch=False,
         mem_mb=2000,
         runtime=30,
+    ),
+    # emergent property (c): how simple the learned function is, per level
+    "simplicity": dict(
+        inputs=("checkpoint", "test"),
+        keys=("seed", "evaluate.nll_images"),
+        torch=True,
+        mem_mb=4000,
+        runtime=60,
     ),
     # emergent_<variant>: the statistics of a shared-state variant's samples
     "emergent": dict(
@@ -353,6 +368,7 @@ def metric_inputs(wildcards, samples=None):
         "checkpoint": f"results/{wildcards.exp}/models/{wildcards.model}/final.pt",
         "data": TRAIN_DATA,
         "test": TEST_DATA,
+        "ref_stats": FID_REFERENCE.format(exp=wildcards.exp),
     }
     return {name: files[name] for name in info["inputs"]}
 
@@ -363,8 +379,11 @@ def sweep_metric_inputs(wildcards):
 
 
 def metric_options(wildcards, input):
-    """The inputs as ihdm evaluate's options (--samples FILE --test FILE ...)."""
-    return " ".join(f"--{name} {shlex.quote(path)}" for name, path in input.items())
+    """The inputs as ihdm evaluate's options (--samples FILE --ref-stats FILE ...)."""
+    return " ".join(
+        f"--{name.replace('_', '-')} {shlex.quote(path)}"
+        for name, path in input.items()
+    )
 
 
 def metric_settings(wildcards, sweep=False):
@@ -389,7 +408,7 @@ def metric_files():
     files = []
     for model in MODELS:
         metrics = (["domain"] if DIGITS else []) + (["fid"] if FID else [])
-        metrics += ["nll", "memorization"]
+        metrics += ["nll", "simplicity", "memorization"]
         if "interpolate" in variants_of(model):
             metrics.append("smoothness")
         metrics += [f"emergent_{v}" for v in emergent_variants_of(model)]
@@ -434,6 +453,57 @@ def sweep_metric_files():
     ]
 
 
+# ---------------------------------------------------------------- δ sweep
+# The trained models whose sampler has δ (heat.delta among their sampling keys) are
+# sampled again at each δ of workflow.delta_sweep and scored with the experiment's sample
+# metric: FID when evaluate.fid, else the domain FD (digits); none otherwise.
+DELTA_SWEEP = config["workflow"]["delta_sweep"]
+DELTA_MODELS = [m for m in MODELS if "heat.delta" in sampling_keys(m)]
+DELTA_METRIC = "fid" if FID else ("domain" if DIGITS else None)
+DELTA_COLUMN = {"fid": "fid", "domain": "fd", None: None}[DELTA_METRIC]
+DELTA_ON = bool(DELTA_SWEEP and DELTA_MODELS and DELTA_METRIC)
+DELTA_POINT = "results/{exp}/delta/{model}/delta~{delta}"
+
+
+def delta_overrides(wildcards):
+    return f"--set heat.delta={wildcards.delta}"
+
+
+def delta_sample_settings(model):
+    """The evaluation samples' keys, but δ: it is in the point's path."""
+    keys = [key for key in sampler_keys(model) if key != "heat.delta"]
+    return settings(*keys, "evaluate.n_samples")
+
+
+def delta_metric_inputs(wildcards):
+    point = DELTA_POINT.format(**dict(wildcards.items()))
+    return metric_inputs(wildcards, samples=f"{point}/samples_seed{SEED}.npz")
+
+
+def delta_metric_files():
+    if not DELTA_ON:
+        return []
+    return [
+        f"{DELTA_POINT.format(exp=EXP, model=model, delta=delta)}/{DELTA_METRIC}.json"
+        for model in DELTA_MODELS
+        for delta in DELTA_SWEEP
+    ]
+
+
+def delta_table_files():
+    return [f"{RESULTS}/delta/delta_sweep.csv"] if DELTA_ON else []
+
+
+# ---------------------------------------------------------------- paper comparison
+def paper_comparison_inputs():
+    """The metric files behind the paper-vs-ours table: the sample metric and the NLL of
+    each model."""
+    metrics = (["domain"] if DIGITS else []) + (["fid"] if FID else []) + ["nll"]
+    return [
+        f"{RESULTS}/metrics/{m}/{metric}.json" for m in MODELS for metric in metrics
+    ]
+
+
 # ---------------------------------------------------------------- figures
 SPECTRA = ["data"] + (["photographs"] if config["workflow"]["photographs"] else [])
 # Data-efficiency figures: one per column of the sweep table (the metric JSONs' keys).
@@ -451,7 +521,8 @@ def figure_names():
         names += [f"trajectory_{m}" for m in MODELS if "random" in variants]
     names += ["interpolation"] if "interpolate" in variants else []
     names += [f"emergent_{v}_{m}" for m in MODELS for v in emergent_variants_of(m)]
-    names += ["forward-blur", "loss"]
+    names += ["forward-blur", "loss", "simplicity"]
+    names += ["delta-sweep"] if DELTA_ON else []
     names += [
         f"{kind}_{source}" for kind in ("psd", "erased-frequency") for source in SPECTRA
     ]

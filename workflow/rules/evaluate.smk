@@ -28,6 +28,31 @@ rule classifier:
         " --out {output:q} > {log:q} 2>&1"
 
 
+rule fid_reference:
+    input:
+        FID_REFERENCE_DATA,
+    output:
+        FID_REFERENCE,
+    log:
+        "results/{exp}/logs/fid_reference.log",
+    benchmark:
+        "results/{exp}/benchmarks/fid_reference.tsv"
+    conda:
+        "../envs/ihdm.yaml"
+    threads: 1
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=240,
+    params:
+        config=CONFIG_FILE,
+        settings=settings("evaluate.fid_reference", "evaluate.inception_weights"),
+        code=code("fid-reference"),
+    shell:
+        "ihdm fid-reference {params.config:q} --data {input:q} --out {output:q}"
+        " > {log:q} 2>&1"
+
+
 # One rule for every metric of a model: {metric} is a name of METRICS (common.smk),
 # emergent_<variant> for the emergent one; inputs, settings and resources per metric.
 rule evaluate:
@@ -83,6 +108,36 @@ rule metrics_table:
         runtime=10,
     params:
         config=CONFIG_FILE,
+        options="",
         code=code("collect"),
     shell:
-        "ihdm collect {params.config:q} --out {output:q} {input:q} > {log:q} 2>&1"
+        "ihdm collect {params.config:q} --out {output:q} {params.options} {input:q}"
+        " > {log:q} 2>&1"
+
+
+# The paper's values beside this run's, each row naming its protocol (ihdm/paper.py).
+rule paper_table:
+    input:
+        paper_comparison_inputs(),
+    output:
+        report(
+            "results/{exp}/tables/paper_comparison.csv",
+            caption="../report/paper_comparison.rst",
+            category="Tables",
+        ),
+    log:
+        "results/{exp}/logs/paper_table.log",
+    benchmark:
+        "results/{exp}/benchmarks/paper_table.tsv"
+    localrule: True
+    conda:
+        "../envs/ihdm.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        config=CONFIG_FILE,
+        code=code("compare"),
+    shell:
+        "ihdm compare {params.config:q} --out {output:q} {input:q} > {log:q} 2>&1"

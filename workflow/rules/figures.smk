@@ -209,3 +209,44 @@ use rule plot_samples as plot_loss with:
     params:
         figure="loss",
         inputs=loss_logs,
+
+
+use rule plot_samples as plot_delta_sweep with:
+    input:
+        "results/{exp}/delta/delta_sweep.csv",
+    output:
+        png=report(
+            "results/{exp}/figures/delta-sweep.png",
+            caption="../report/delta_sweep_figure.rst",
+            category="Figures",
+            subcategory="Sampling noise",
+        ),
+        pdf="results/{exp}/figures/delta-sweep.pdf",
+    log:
+        "results/{exp}/logs/figures/delta-sweep.log",
+    benchmark:
+        "results/{exp}/benchmarks/figures/delta-sweep.tsv"
+    localrule: True
+    params:
+        figure="delta-sweep",
+        options=f"--metric {DELTA_COLUMN}",
+
+
+use rule plot_samples as plot_simplicity with:
+    input:
+        expand("results/{{exp}}/metrics/{model}/simplicity.json", model=MODELS),
+    output:
+        png=report(
+            "results/{exp}/figures/simplicity.png",
+            caption="../report/simplicity.rst",
+            category="Figures",
+            subcategory="Emergent properties",
+        ),
+        pdf="results/{exp}/figures/simplicity.pdf",
+    log:
+        "results/{exp}/logs/figures/simplicity.log",
+    benchmark:
+        "results/{exp}/benchmarks/figures/simplicity.tsv"
+    localrule: True
+    params:
+        figure="simplicity",
