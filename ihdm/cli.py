@@ -43,6 +43,7 @@ def _write_json(obj, path: str | Path | None) -> None:
 # --------------------------------------------------------------------------- commands
 def cmd_describe(args) -> None:
     from .heat import blur_schedule
+    from .plan import training_plan
     from .unet import build_unet, count_parameters, network_config
 
     cfg = _config(args)
@@ -76,8 +77,32 @@ def cmd_describe(args) -> None:
         },
         "unet": cfg["unet"],
         "train": {k: cfg["train"][k] for k in ("steps", "batch_size", "lr", "ema_decay")},
+        "training_plan": training_plan(cfg, _profile(args)),
     }
     _write_json(out, args.out)
+
+
+def _profile(args):
+    """The SLURM profile of --profile, else the workflow's beside the package (if there)."""
+    from .plan import DEFAULT_PROFILE
+
+    if args.profile:
+        return args.profile
+    return DEFAULT_PROFILE if DEFAULT_PROFILE.is_file() else None
+
+
+def cmd_plan(args) -> None:
+    from .plan import format_plan, training_plan
+
+    rows = {}
+    for path in [args.config, *args.more]:
+        cfg = load_config(path, args.set)
+        rows[Path(path).stem if Path(path).parent.name != "paper" else f"paper/{Path(path).stem}"] = (
+            training_plan(cfg, _profile(args)))
+    print(format_plan(rows))
+    profile = _profile(args)
+    if profile:
+        print(f"SLURM attempts: the train rule's runtime and retries in {profile}")
 
 
 def cmd_prepare(args) -> None:
@@ -356,8 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
-    sp = add("describe", cmd_describe, "print the models and schedules of a config as JSON")
+    sp = add("describe", cmd_describe, "print the models, schedules and training plan of a config as JSON")
     sp.add_argument("--out", help="write the JSON here instead of stdout")
+    sp.add_argument("--profile", help="SLURM profile for the attempts (default: workflow/profiles/slurm)")
+
+    sp = add("plan", cmd_plan, "print the GPU-hours and SLURM attempts of the trainings of configs")
+    sp.add_argument("more", nargs="*", metavar="CONFIG", help="more configs")
+    sp.add_argument("--profile", help="SLURM profile for the attempts (default: workflow/profiles/slurm)")
 
     sp = add("prepare", cmd_prepare, "write a data split as a uint8 .npz")
     sp.add_argument("--split", choices=["train", "test"], required=True)

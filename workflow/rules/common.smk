@@ -42,8 +42,10 @@ TRAIN_DATA = f"{DATA_DIR}/train.npz"
 TEST_DATA = f"{DATA_DIR}/test.npz"
 # `ihdm prepare` reads this empty config and gets the data keys with --set; relative to
 # the working directory, so that a copy of a finished run elsewhere is still up to date.
-# (workflow.source_path: beside this workflow's files, also when it is used as a module.)
-PREPARE_CONFIG = os.path.relpath(workflow.source_path("../prepare.yaml"))
+# (current_basedir: workflow/rules/ of this workflow, also when it is used as a module.)
+PREPARE_CONFIG = os.path.relpath(
+    Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent / "prepare.yaml"
+)
 
 SEED = config["seed"]
 MODELS = config["workflow"]["models"]
