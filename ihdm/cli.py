@@ -105,6 +105,12 @@ def cmd_plan(args) -> None:
         print(f"SLURM attempts: the train rule's runtime and retries in {profile}")
 
 
+def cmd_table(args) -> None:
+    from .tables import write_page
+
+    write_page(args.out, args.title, args.files, rows=args.rows, names=args.names)
+
+
 def cmd_prepare(args) -> None:
     from .data import prepare
 
@@ -388,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plan", cmd_plan, "print the GPU-hours and SLURM attempts of the trainings of configs")
     sp.add_argument("more", nargs="*", metavar="CONFIG", help="more configs")
     sp.add_argument("--profile", help="SLURM profile for the attempts (default: workflow/profiles/slurm)")
+
+    sp = sub.add_parser("table", help="write CSV and YAML files as HTML tables (for the report)")
+    sp.add_argument("files", nargs="*", help=".csv or .yaml files, one table each")
+    sp.add_argument("--out", required=True, help="the HTML page to write")
+    sp.add_argument("--title", required=True)
+    sp.add_argument("--rows", type=int, help="at most this many evenly spaced rows per CSV")
+    sp.add_argument("--names", nargs="*", help="a heading per file (default: its path)")
+    sp.set_defaults(func=cmd_table)
 
     sp = add("prepare", cmd_prepare, "write a data split as a uint8 .npz")
     sp.add_argument("--split", choices=["train", "test"], required=True)

@@ -44,7 +44,8 @@ TEST_DATA = f"{DATA_DIR}/test.npz"
 # the working directory, so that a copy of a finished run elsewhere is still up to date.
 # (current_basedir: workflow/rules/ of this workflow, also when it is used as a module.)
 PREPARE_CONFIG = os.path.relpath(
-    Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent / "prepare.yaml"
+    Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent
+    / "prepare.yaml"
 )
 
 SEED = config["seed"]

@@ -69,6 +69,7 @@ rule metrics_table:
             "results/{exp}/tables/metrics.csv",
             caption="../report/metrics.rst",
             category="Tables",
+            labels={"table": "metrics (CSV)", "experiment": "{exp}"},
         ),
     log:
         "results/{exp}/logs/metrics_table.log",
