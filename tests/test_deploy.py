@@ -10,7 +10,10 @@ runtime, so those files are checked statically here: their pins against constrai
 from __future__ import annotations
 
 import ast
+import html
 import importlib.metadata
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -346,8 +349,6 @@ def test_describe_and_plan_commands_print_the_plan() -> None:
     ihdm_cmd = str(Path(sys.executable).parent / "ihdm")
     done = subprocess.run([ihdm_cmd, "describe", str(REPO / "config" / "paper" / "cifar10.yaml")],
                           capture_output=True, text=True, timeout=120, check=True)
-    import json
-
     plan = json.loads(done.stdout)["training_plan"]
     assert plan["slurm"]["attempt_hours"][:3] == [24.0, 48.0, 72.0]
     assert plan["throughput"].startswith("assumed")
@@ -381,3 +382,58 @@ def test_multi_gpu_training_gets_processes_times_threads(tmp_path: Path) -> None
     # the job's threads split over its processes (train.threads = job threads // 4): 12
     # cores; the profile's old `set-threads: train: 8` gave 2 per process here
     assert "--set train.threads=3 --on-change restart" in train
+
+
+# --------------------------------------------------------------------------- the report
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("IHDM_REQUIRE_BROWSER") == "1":
+            pytest.fail("no chromium on PATH (apt-get install chromium)")
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    return found
+
+
+@pytest.mark.slow
+def test_report_renders_in_a_browser(module_run: Path) -> None:
+    """The report of the module's run, opened in headless Chromium: it opens with the
+    workflow description, and the report's own app shows every figure (decoded image)
+    and every table page (an HTML table), each with a caption and labels."""
+    from test_workflow import snakemake
+
+    chromium = _chromium()
+    snakemake("--report", "report.html", cwd=module_run, timeout=300)
+    page = (module_run / "report.html").read_text()
+    check_js = (REPO / "tests" / "data" / "report_check.js").read_text()
+    end = page.rindex("</body>")
+    (module_run / "checked.html").write_text(f"{page[:end]}<script>{check_js}</script>{page[end:]}")
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=120000",
+         "--dump-dom", (module_run / "checked.html").as_uri()],
+        capture_output=True, text=True, timeout=300, check=True)
+    dom = done.stdout
+    start = dom.rfind('<pre id="ihdm-check">')
+    assert start > 0, dom[-3000:]
+    check = json.loads(html.unescape(dom[start + len('<pre id="ihdm-check">'):dom.index("</pre>", start)]))
+    assert check["error"] is None, check["error"]
+    assert check["description"].startswith("IHDM and a DDPM baseline, from data to figures")
+    assert "experiment test" in check["description"] and "Where to look" in check["description"]
+    results = check["results"]
+    figures = ["samples_ihdm", "trajectory_ihdm", "interpolation", "emergent_shared-prior_ihdm",
+               "forward-blur", "loss", "psd_data", "erased-frequency_data", "data-efficiency_fd",
+               "data-efficiency_ratio_of_medians"]
+    pages = ["config", "loss", "metrics", "data_efficiency"]
+    assert set(results) == {
+        *(f"results/test/figures/{name}.png" for name in figures),
+        *(f"results/test/report/{name}.html" for name in pages),
+        "results/test/tables/metrics.csv", "results/test/sweep/data_efficiency.csv"}
+    for path, record in results.items():
+        assert record["caption"] > 50 and record["labels"], (path, record)
+        if path.endswith(".png"):
+            assert record["shown"][0] > 100 and record["shown"][1] > 100, (path, record)
+        elif path.endswith(".html"):
+            assert record["shown"] >= 1 and record["rows"] > 2, (path, record)
+    # the loss page: a table per model; the config page: a row per key
+    assert results["results/test/report/loss.html"]["shown"] == 1  # the module's run: IHDM only
+    assert results["results/test/report/config.html"]["rows"] > 60
+    assert set(check["categories"]) == {"Run", "Figures", "Tables"}
