@@ -40,32 +40,29 @@ def _name(requirement: str) -> str:
     return Requirement(requirement).name.lower()
 
 
-def constraints() -> dict[str, str]:
-    """constraints.txt as {name: exact version}; every line must be an exact pin."""
+def _exact_pins(lines: list[str], where: str) -> dict[str, str]:
+    """Requirement lines as {name: exact version}; comments and pip options are skipped,
+    anything but an exact pin fails."""
     pins = {}
-    for line in (REPO / "constraints.txt").read_text().splitlines():
+    for line in lines:
         line = line.split("#", 1)[0].strip()
-        if not line:
+        if not line or line.startswith("-"):
             continue
         req = Requirement(line)
         (spec,) = req.specifier
-        assert spec.operator == "==", f"constraints.txt: {line} is not an exact pin"
+        assert spec.operator == "==", f"{where}: {line} is not an exact pin"
         pins[req.name.lower()] = spec.version
     return pins
+
+
+def constraints() -> dict[str, str]:
+    return _exact_pins((REPO / "constraints.txt").read_text().splitlines(), "constraints.txt")
 
 
 def env_pins() -> dict[str, str]:
     env = yaml.safe_load((REPO / "workflow" / "envs" / "ihdm.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    pins = {}
-    for line in pip:
-        if line.startswith("-"):  # an index option
-            continue
-        req = Requirement(line)
-        (spec,) = req.specifier
-        assert spec.operator == "==", f"workflow/envs/ihdm.yaml: {line} is not an exact pin"
-        pins[req.name.lower()] = spec.version
-    return pins
+    return _exact_pins(pip, "workflow/envs/ihdm.yaml")
 
 
 # --------------------------------------------------------------------------- packaging
@@ -193,6 +190,13 @@ def test_conda_environment_pins_the_runtime_dependencies() -> None:
     assert {n: v for n, v in in_env.items()} == {n: pins[n] for n in in_env}
     rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     assert set(re.findall(r'conda:\s*\n\s*"([^"]+)"', rules)) == {"../envs/ihdm.yaml"}
+
+
+def test_user_environment_uses_the_pins() -> None:
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge", "nodefaults"]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip[0] == "-c constraints.txt"
 
 
 def test_post_deploy_installs_this_version_not_editable() -> None:
