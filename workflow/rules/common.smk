@@ -44,8 +44,7 @@ TEST_DATA = f"{DATA_DIR}/test.npz"
 # the working directory, so that a copy of a finished run elsewhere is still up to date.
 # (current_basedir: workflow/rules/ of this workflow, also when it is used as a module.)
 PREPARE_CONFIG = os.path.relpath(
-    Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent
-    / "prepare.yaml"
+    Path(str(workflow.current_basedir)).parent / "prepare.yaml"
 )
 
 SEED = config["seed"]
@@ -69,7 +68,7 @@ def _load_provenance():
     """
     # workflow/rules/ of this workflow (workflow.basedir is the importing project's
     # folder when the workflow is used as a module)
-    rules_dir = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
+    rules_dir = Path(str(workflow.current_basedir))
     path = rules_dir.parent.parent / "ihdm" / "provenance.py"
     if not path.is_file():
         from ihdm import provenance as installed
