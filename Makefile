@@ -10,7 +10,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # parallel work on a busy machine (benchmarks/README.md, "OpenMP wait policy")
 export OMP_WAIT_POLICY ?= PASSIVE
 CORES  ?= all
-# torch/torchvision versions this project is tested with (override for another platform)
+# torch/torchvision versions this project is tested with (override for another platform);
+# every other dependency is pinned by constraints.txt
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: run test install install-test dry-run lint bench gpu-wheels clean
@@ -19,9 +20,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install $(TORCH_PINS)
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -c constraints.txt -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -43,6 +43,7 @@ def _write_json(obj, path: str | Path | None) -> None:
 # --------------------------------------------------------------------------- commands
 def cmd_describe(args) -> None:
     from .heat import blur_schedule
+    from .plan import training_plan
     from .unet import build_unet, count_parameters, network_config
 
     cfg = _config(args)
@@ -76,8 +77,38 @@ def cmd_describe(args) -> None:
         },
         "unet": cfg["unet"],
         "train": {k: cfg["train"][k] for k in ("steps", "batch_size", "lr", "ema_decay")},
+        "training_plan": training_plan(cfg, _profile(args)),
     }
     _write_json(out, args.out)
+
+
+def _profile(args):
+    """The SLURM profile of --profile, else the workflow's beside the package (if there)."""
+    from .plan import DEFAULT_PROFILE
+
+    if args.profile:
+        return args.profile
+    return DEFAULT_PROFILE if DEFAULT_PROFILE.is_file() else None
+
+
+def cmd_plan(args) -> None:
+    from .plan import format_plan, training_plan
+
+    rows = {}
+    for path in [args.config, *args.more]:
+        cfg = load_config(path, args.set)
+        rows[Path(path).stem if Path(path).parent.name != "paper" else f"paper/{Path(path).stem}"] = (
+            training_plan(cfg, _profile(args)))
+    print(format_plan(rows))
+    profile = _profile(args)
+    if profile:
+        print(f"SLURM attempts: the train rule's runtime and retries in {profile}")
+
+
+def cmd_table(args) -> None:
+    from .tables import write_page
+
+    write_page(args.out, args.title, args.files, rows=args.rows, names=args.names)
 
 
 def cmd_prepare(args) -> None:
@@ -386,8 +417,21 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
-    sp = add("describe", cmd_describe, "print the models and schedules of a config as JSON")
+    sp = add("describe", cmd_describe, "print the models, schedules and training plan of a config as JSON")
     sp.add_argument("--out", help="write the JSON here instead of stdout")
+    sp.add_argument("--profile", help="SLURM profile for the attempts (default: workflow/profiles/slurm)")
+
+    sp = add("plan", cmd_plan, "print the GPU-hours and SLURM attempts of the trainings of configs")
+    sp.add_argument("more", nargs="*", metavar="CONFIG", help="more configs")
+    sp.add_argument("--profile", help="SLURM profile for the attempts (default: workflow/profiles/slurm)")
+
+    sp = sub.add_parser("table", help="write CSV and YAML files as HTML tables (for the report)")
+    sp.add_argument("files", nargs="*", help=".csv or .yaml files, one table each")
+    sp.add_argument("--out", required=True, help="the HTML page to write")
+    sp.add_argument("--title", required=True)
+    sp.add_argument("--rows", type=int, help="at most this many evenly spaced rows per CSV")
+    sp.add_argument("--names", nargs="*", help="a heading per file (default: its path)")
+    sp.set_defaults(func=cmd_table)
 
     sp = add("prepare", cmd_prepare, "write a data split as a uint8 .npz")
     sp.add_argument("--split", choices=["train", "test"], required=True)

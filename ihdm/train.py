@@ -12,7 +12,8 @@ Output folder layout::
     DIR/checkpoints/step_00000500.pt   # full training state, the newest few kept
     DIR/final.pt                        # the finished model (net + EMA + config)
     DIR/log.csv                         # step, loss, lr, images/s, elapsed seconds
-    DIR/train.log                       # human-readable messages (resume, finish)
+    DIR/train.log                       # human-readable messages (resume, progress, finish)
+    DIR/tensorboard/                    # with train.tensorboard: scalars and sample grids
     DIR/.lock                           # held while a trainer runs in DIR
     DIR/superseded/<time>/              # runs set aside by ``on_change="restart"``
 
@@ -35,6 +36,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -441,8 +443,14 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
             return trained_s + time.perf_counter() - t0
 
         last_t, acc, acc_n = t0, None, 0
+        # a bar on a terminal; in a file (the workflow's logs) plain progress lines instead
+        on_tty = sys.stderr.isatty()
         bar = tqdm(range(start, tc["steps"]), initial=start, total=tc["steps"],
-                   disable=not (run.progress and main_rank), desc=f"train {model}", mininterval=2.0)
+                   disable=not (run.progress and main_rank and on_tty), desc=f"train {model}",
+                   mininterval=2.0)
+        progress = _Progress(start, tc["steps"], tc["progress_every_s"],
+                             enabled=run.progress and main_rank and not on_tty)
+        board = _TensorBoard(run) if tc["tensorboard"] and main_rank else None
         net.train()
         budget = tc["time_budget_min"] * 60 if tc["time_budget_min"] else None
         done = start
@@ -481,9 +489,14 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
                                  f"{ips:.1f}", f"{clock():.1f}"])
                 fh.flush()
                 bar.set_postfix(loss=f"{mean:.4g}", ips=f"{ips:.0f}")
+                progress.update(done, mean, ips)
+                if board:
+                    board.scalars(done, mean, lr_at(step, tc), ips)
                 acc, acc_n, last_t = None, 0, now
             if save_due:
                 save_state(done)
+                if board:
+                    board.samples(done)
             if stopped:
                 signum = stop[0] if stop else signal.SIGTERM
                 if world > 1:
@@ -494,7 +507,86 @@ def _loop(run: _Run, start: int, trained_s: float, stop: list) -> tuple[int, flo
             if out_of_time:
                 log.info("time budget of %.1f min used up after %d steps", budget / 60, done)
                 break
+        if board:
+            board.close()
     return done, clock()
+
+
+class _Progress:
+    """Plain progress lines for log files (no carriage returns): step, loss, images/s and
+    the estimated time to train.steps, at most every ``every_s`` seconds (0: at every
+    logged step) and at the last step."""
+
+    def __init__(self, start: int, steps: int, every_s: float, enabled: bool):
+        self.start, self.steps, self.every_s, self.enabled = start, steps, every_s, enabled
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, done: int, loss: float, images_per_s: float) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < self.every_s and done < self.steps):
+            return
+        self.last = now
+        rate = (done - self.start) / max(now - self.t0, 1e-9)  # steps/s of this run
+        eta = (self.steps - done) / rate if rate > 0 else float("inf")
+        log.info("step %d/%d (%.1f%%) loss %.4g images/s %.0f ETA %s", done, self.steps,
+                 100 * done / self.steps, loss, images_per_s, _duration(eta))
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown"
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    text = f"{rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+class _TensorBoard:
+    """train.tensorboard: loss, learning rate and images/s at every logged step, and a
+    grid of samples of the EMA network at every checkpoint, in DIR/tensorboard/. The
+    samples are drawn with a fixed seed and the training's random states are put back
+    afterwards, so the weights are the same with and without it."""
+
+    SAMPLES = 16
+
+    def __init__(self, run: _Run):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("train.tensorboard: true needs the tensorboard package "
+                              "(pip install 'ihdm[tensorboard]')") from None
+        self.run = run
+        self.writer = SummaryWriter(log_dir=str(run.out / "tensorboard"))
+        # a sampling process of the model, with the training images for a prior that needs them
+        prior = run.images.permute(0, 2, 3, 1).cpu().numpy()
+        self.process = build_model(run.cfg, run.model, prior_images=prior)
+
+    def scalars(self, step: int, loss: float, lr: float, images_per_s: float) -> None:
+        self.writer.add_scalar("train/loss", loss, step)
+        self.writer.add_scalar("train/lr", lr, step)
+        self.writer.add_scalar("train/images_per_s", images_per_s, step)
+        self.writer.flush()
+
+    def samples(self, step: int) -> None:
+        from torchvision.utils import make_grid
+
+        run = self.run
+        cpu = torch.get_rng_state()
+        gpu = torch.cuda.get_rng_state() if run.device.type == "cuda" else None
+        try:
+            shape = tuple(run.images.shape[1:])
+            out = self.process.sample(run.ema, self.SAMPLES, shape, seed=0, device=run.device,
+                                      batch_size=self.SAMPLES)
+        finally:
+            torch.set_rng_state(cpu)
+            if gpu is not None:
+                torch.cuda.set_rng_state(gpu)
+        grid = make_grid(torch.as_tensor(out["images"]).float().cpu(), nrow=4)
+        self.writer.add_image("samples", grid, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _truncate_log(path: Path, step: int) -> None:

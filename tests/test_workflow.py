@@ -114,6 +114,8 @@ TEST_JOBS = {
     "plot_psd": 2,
     "plot_erased_frequency": 2,
     "plot_data_efficiency": 2,
+    "report_tables": 1,
+    "report_delta_page": 1,
     "all": 1,
 }
 # config/config.yaml: as config/test.yaml with 3 sweep sizes (6 points, 12 sweep metrics)
@@ -148,11 +150,11 @@ MNIST_PAPER_JOBS = {
     "plot_data_efficiency": 3,
 }
 PLANNED_JOBS = {
-    "config.yaml": (CONFIG_JOBS, 84),
-    "test.yaml": (TEST_JOBS, 68),
-    **{f"paper/{p.name}": (PAPER_JOBS, 152) for p in PAPER_CONFIGS if not p.name.startswith("mnist")},
-    "paper/mnist.yaml": (MNIST_PAPER_JOBS, 180),
-    "paper/mnist_small.yaml": (MNIST_PAPER_JOBS, 180),  # the same DAG, a smaller network
+    "config.yaml": (CONFIG_JOBS, 86),
+    "test.yaml": (TEST_JOBS, 70),
+    **{f"paper/{p.name}": (PAPER_JOBS, 154) for p in PAPER_CONFIGS if not p.name.startswith("mnist")},
+    "paper/mnist.yaml": (MNIST_PAPER_JOBS, 182),
+    "paper/mnist_small.yaml": (MNIST_PAPER_JOBS, 182),  # the same DAG, a smaller network
 }
 # the figures of config/test.yaml (results/test/figures/<name>.png and .pdf)
 TEST_FIGURES = [
@@ -200,32 +202,7 @@ def test_lint_and_format_are_clean() -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-def test_rule_environment_has_the_package_dependencies() -> None:
-    """`--use-conda`: the rules' environment file holds every runtime dependency of
-    pyproject.toml (Snakemake itself excepted: it runs the jobs, it is not run by them), and
-    its post-deploy script installs the package the rules call."""
-    import tomllib
-
-    from packaging.requirements import Requirement
-
-    envs = {m for m in re.findall(r'conda:\s*\n\s*"([^"]+)"',
-                                  "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")))}
-    assert envs == {"../envs/ihdm.yaml"}, envs
-    env = yaml.safe_load((REPO / "workflow" / "envs" / "ihdm.yaml").read_text())
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    in_env = {Requirement(r).name for r in pip}
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    needed = {Requirement(r).name for r in project} - {"snakemake", "snakemake-executor-plugin-slurm"}
-    assert needed <= in_env, needed - in_env
-    deploy = (REPO / "workflow" / "envs" / "ihdm.post-deploy.sh").read_text()
-    assert "pip install --no-deps -e" in deploy
-
-
-def test_schema_is_the_package_schema() -> None:
-    link = REPO / "workflow" / "schemas" / "config.schema.yaml"
-    assert link.is_symlink()
-    assert os.readlink(link) == "../../ihdm/config.schema.yaml"
-    assert link.resolve() == (REPO / "ihdm" / "config.schema.yaml").resolve()
+# The rules' environment, container and schema copy: tests/test_deploy.py.
 
 
 def test_every_config_has_its_job_table() -> None:
@@ -467,6 +444,7 @@ def test_changing_sample_n_reruns_sampling_but_not_training(
         "plot_trajectory",
         "plot_interpolation",
         "plot_emergent",
+        "report_tables",
         "all",
     }, jobs
     assert jobs["sample"] == 6
@@ -762,21 +740,25 @@ def test_slurm_profile_runs_the_pipeline(
         ("sweep_sizes", sizes),
         ("sweep_seeds", [0]),
         ("photographs", False),
+        ("delta_sweep", [0.02]),
     ]:
         _edit_config(work, "workflow", key, value)
     cfg = load_config(work / "config" / "test.yaml")
-    # IHDM's 3 variants; metrics domain, nll, memorization, smoothness, emergent_shared-prior;
-    # 1 sweep point scored by domain and memorization; spectra of the data only
+    # IHDM's 3 variants; metrics domain, nll, simplicity, memorization, smoothness,
+    # emergent_shared-prior; 1 sweep point scored by domain and memorization; 1 δ point;
+    # spectra of the data only
     expected = {
         "prepare": 2, "classifier": 1, "train": 1, "sample": 3, "sample_for_evaluation": 1,
-        "evaluate": 5, "metrics_table": 1, "sweep_train": 1, "sweep_sample": 1,
-        "sweep_evaluate": 2, "sweep_table": 1, "spectral": 1, "plot_samples": 1,
+        "evaluate": 6, "metrics_table": 1, "paper_table": 1, "sweep_train": 1, "sweep_sample": 1,
+        "sweep_evaluate": 2, "sweep_table": 1, "delta_sample": 1, "delta_evaluate": 1,
+        "delta_table": 1, "spectral": 1, "plot_samples": 1,
         "plot_trajectory": 1, "plot_interpolation": 1, "plot_emergent": 1,
         "plot_forward_blur": 1, "plot_loss": 1, "plot_psd": 1, "plot_erased_frequency": 1,
-        "plot_data_efficiency": 2, "all": 1,
+        "plot_data_efficiency": 2, "plot_simplicity": 1, "plot_delta_sweep": 1,
+        "report_tables": 1, "report_delta_page": 1, "all": 1,
     }
     figures = ["samples_ihdm", "trajectory_ihdm", "interpolation", "emergent_shared-prior_ihdm",
-               "forward-blur", "loss", "psd_data", "erased-frequency_data",
+               "forward-blur", "loss", "simplicity", "delta-sweep", "psd_data", "erased-frequency_data",
                "data-efficiency_fd", "data-efficiency_ratio_of_medians"]
     start = time.monotonic()
     run = run_snakemake_slurm(
@@ -802,7 +784,8 @@ def test_slurm_profile_runs_the_pipeline(
     ):
         assert (res / path).is_file(), path
     logs = work / ".snakemake" / "slurm_logs"
-    local = {"metrics_table", "sweep_table", "all"}
+    local = {"metrics_table", "sweep_table", "delta_table", "paper_table", "report_tables",
+             "report_delta_page", "all"}
     for rule, n in jobs.items():
         found = sorted((logs / f"rule_{rule}").rglob("*.log"))
         if rule in local or rule.startswith("plot_"):

@@ -25,14 +25,16 @@ if "experiment" not in config:
         " default's results."
     )
 
-# One schema for the package and the workflow (a link to ihdm/config.schema.yaml): it
-# refuses unknown keys and fills in the defaults before any job starts.
+# The package's schema (a copy of ihdm/config.schema.yaml, kept equal by a test, so that a
+# workflow used as a remote module can read it): it refuses unknown keys and fills in the
+# defaults before any job starts.
 validate(config, "../schemas/config.schema.yaml")
 
 EXP = config["experiment"]
 RESULTS = f"results/{EXP}"
-# The validated config with its defaults, written when a run starts (see onstart in the
-# Snakefile): every `ihdm` command reads it, and it records what made the results.
+# The validated config with its defaults, written when the Snakefile is read (see
+# write_config_file there): every `ihdm` command reads it, and it records what made the
+# results.
 CONFIG_FILE = f"{RESULTS}/config.yaml"
 # Prepared data is shared by experiments with the same data set and resolution.
 DATA_DIR = f"resources/{config['data']['dataset']}/{config['data']['resolution']}px"
@@ -40,7 +42,10 @@ TRAIN_DATA = f"{DATA_DIR}/train.npz"
 TEST_DATA = f"{DATA_DIR}/test.npz"
 # `ihdm prepare` reads this empty config and gets the data keys with --set; relative to
 # the working directory, so that a copy of a finished run elsewhere is still up to date.
-PREPARE_CONFIG = os.path.relpath(Path(workflow.basedir) / "prepare.yaml")
+# (current_basedir: workflow/rules/ of this workflow, also when it is used as a module.)
+PREPARE_CONFIG = os.path.relpath(
+    Path(str(workflow.current_basedir)).parent / "prepare.yaml"
+)
 
 SEED = config["seed"]
 MODELS = config["workflow"]["models"]
@@ -67,7 +72,10 @@ def _load_provenance():
     """ihdm/provenance.py beside the workflow (the package the rules run), loaded by its
     path: Snakemake's Python needs neither ihdm nor torch. Without it, the installed one.
     """
-    path = Path(workflow.basedir).parent / "ihdm" / "provenance.py"
+    # workflow/rules/ of this workflow (workflow.basedir is the importing project's
+    # folder when the workflow is used as a module)
+    rules_dir = Path(str(workflow.current_basedir))
+    path = rules_dir.parent.parent / "ihdm" / "provenance.py"
     if not path.is_file():
         from ihdm import provenance as installed
 

@@ -43,6 +43,7 @@ use rule metrics_table as delta_table with:
             "results/{exp}/delta/delta_sweep.csv",
             caption="../report/delta_sweep.rst",
             category="Tables",
+            labels={"table": "δ sweep (CSV)", "experiment": "{exp}"},
         ),
     log:
         "results/{exp}/logs/delta/delta_sweep.log",

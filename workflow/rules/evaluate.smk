@@ -94,6 +94,7 @@ rule metrics_table:
             "results/{exp}/tables/metrics.csv",
             caption="../report/metrics.rst",
             category="Tables",
+            labels={"table": "metrics (CSV)", "experiment": "{exp}"},
         ),
     log:
         "results/{exp}/logs/metrics_table.log",
@@ -124,6 +125,7 @@ rule paper_table:
             "results/{exp}/tables/paper_comparison.csv",
             caption="../report/paper_comparison.rst",
             category="Tables",
+            labels={"table": "paper vs this run (CSV)", "experiment": "{exp}"},
         ),
     log:
         "results/{exp}/logs/paper_table.log",

@@ -21,6 +21,7 @@ rule plot_samples:
             caption="../report/samples.rst",
             category="Figures",
             subcategory="Samples",
+            labels={"figure": "samples", "model": "{model}"},
         ),
         pdf="results/{exp}/figures/samples_{model}.pdf",
     log:
@@ -52,6 +53,7 @@ use rule plot_samples as plot_trajectory with:
             caption="../report/trajectory.rst",
             category="Figures",
             subcategory="Samples",
+            labels={"figure": "trajectory", "model": "{model}"},
         ),
         pdf="results/{exp}/figures/trajectory_{model}.pdf",
     log:
@@ -72,6 +74,7 @@ use rule plot_samples as plot_interpolation with:
             caption="../report/interpolation.rst",
             category="Figures",
             subcategory="Samples",
+            labels={"figure": "interpolation", "model": "all"},
         ),
         pdf="results/{exp}/figures/interpolation.pdf",
     log:
@@ -92,6 +95,7 @@ use rule plot_samples as plot_emergent with:
             caption="../report/emergent.rst",
             category="Figures",
             subcategory="Emergent properties",
+            labels={"figure": "{variant}", "model": "{model}"},
         ),
         pdf="results/{exp}/figures/emergent_{variant}_{model}.pdf",
     log:
@@ -112,6 +116,7 @@ use rule plot_samples as plot_forward_blur with:
             caption="../report/forward_blur.rst",
             category="Figures",
             subcategory="Forward process",
+            labels={"figure": "forward blur", "model": "ihdm"},
         ),
         pdf="results/{exp}/figures/forward-blur.pdf",
     log:
@@ -134,6 +139,7 @@ use rule plot_samples as plot_psd with:
             caption="../report/psd.rst",
             category="Figures",
             subcategory="Spectral analysis",
+            labels={"figure": "power spectrum", "images": "{source}"},
         ),
         pdf="results/{exp}/figures/psd_{source}.pdf",
     log:
@@ -155,6 +161,7 @@ use rule plot_samples as plot_erased_frequency with:
             caption="../report/erased_frequency.rst",
             category="Figures",
             subcategory="Spectral analysis",
+            labels={"figure": "erased frequency", "images": "{source}"},
         ),
         pdf="results/{exp}/figures/erased-frequency_{source}.pdf",
     log:
@@ -176,6 +183,7 @@ use rule plot_samples as plot_data_efficiency with:
             caption="../report/data_efficiency_figure.rst",
             category="Figures",
             subcategory="Data efficiency",
+            labels={"figure": "data efficiency", "metric": "{column}"},
         ),
         pdf="results/{exp}/figures/data-efficiency_{column}.pdf",
     log:
@@ -199,6 +207,7 @@ use rule plot_samples as plot_loss with:
             caption="../report/loss.rst",
             category="Figures",
             subcategory="Training",
+            labels={"figure": "training loss", "model": "all"},
         ),
         pdf="results/{exp}/figures/loss.pdf",
     log:
@@ -220,6 +229,7 @@ use rule plot_samples as plot_delta_sweep with:
             caption="../report/delta_sweep_figure.rst",
             category="Figures",
             subcategory="Sampling noise",
+            labels={"figure": "δ sweep", "model": "ihdm"},
         ),
         pdf="results/{exp}/figures/delta-sweep.pdf",
     log:
@@ -241,6 +251,7 @@ use rule plot_samples as plot_simplicity with:
             caption="../report/simplicity.rst",
             category="Figures",
             subcategory="Emergent properties",
+            labels={"figure": "simplicity (c)", "model": "all"},
         ),
         pdf="results/{exp}/figures/simplicity.pdf",
     log:

@@ -64,6 +64,7 @@ use rule metrics_table as sweep_table with:
             "results/{exp}/sweep/data_efficiency.csv",
             caption="../report/data_efficiency.rst",
             category="Tables",
+            labels={"table": "data efficiency (CSV)", "experiment": "{exp}"},
         ),
     log:
         "results/{exp}/logs/sweep/data_efficiency.log",

@@ -25,7 +25,7 @@ rule train:
     priority: 10
     conda:
         "../envs/ihdm.yaml"
-    # train.threads per process (1 by default; the SLURM profile sets 8 per job);
+    # train.threads per process (1 by default), times the processes;
     # train.processes > 1: that many data-parallel processes (and GPUs) in the job.
     threads: TRAIN_THREADS
     resources:

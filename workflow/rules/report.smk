@@ -1,0 +1,107 @@
+"""The report's pages of tables (results/<exp>/report/*.html): the run config and the loss
+of each model, the metrics and the data-efficiency sweep. The Snakemake report shows HTML
+pages but offers CSV and YAML files only as downloads."""
+
+# the pages of the report, all made by rule report_tables
+REPORT_PAGES = [
+    f"{RESULTS}/report/{page}.html"
+    for page in ("config", "loss", "metrics", "data_efficiency", "paper_comparison")
+] + [f"{RESULTS}/report/delta_sweep.html" for _ in delta_table_files()]
+# rows of each loss log in the loss table: evenly spaced logged steps, the last included
+LOSS_ROWS = 21
+
+
+rule report_tables:
+    input:
+        # the run config is written when the workflow is read (no rule makes it)
+        config=CONFIG_FILE,
+        models=expand("results/{{exp}}/models/{model}/final.pt", model=MODELS),
+        metrics="results/{exp}/tables/metrics.csv",
+        sweep=sweep_table_files(),
+        paper="results/{exp}/tables/paper_comparison.csv",
+    output:
+        config=report(
+            "results/{exp}/report/config.html",
+            caption="../report/run_config.rst",
+            category="Run",
+            labels={"table": "config", "experiment": "{exp}"},
+        ),
+        loss=report(
+            "results/{exp}/report/loss.html",
+            caption="../report/loss_table.rst",
+            category="Run",
+            labels={"table": "training loss", "experiment": "{exp}"},
+        ),
+        metrics=report(
+            "results/{exp}/report/metrics.html",
+            caption="../report/metrics.rst",
+            category="Tables",
+            labels={"table": "metrics", "experiment": "{exp}"},
+        ),
+        sweep=report(
+            "results/{exp}/report/data_efficiency.html",
+            caption="../report/data_efficiency.rst",
+            category="Tables",
+            labels={"table": "data efficiency", "experiment": "{exp}"},
+        ),
+        paper=report(
+            "results/{exp}/report/paper_comparison.html",
+            caption="../report/paper_comparison.rst",
+            category="Tables",
+            labels={"table": "paper vs this run", "experiment": "{exp}"},
+        ),
+    log:
+        "results/{exp}/logs/report_tables.log",
+    benchmark:
+        "results/{exp}/benchmarks/report_tables.tsv"
+    localrule: True
+    conda:
+        "../envs/ihdm.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        # the loss log beside each final.pt (see rule plot_loss)
+        losses=lambda wildcards, input: [
+            Path(f).with_name("log.csv") for f in input.models
+        ],
+        models=MODELS,
+        rows=LOSS_ROWS,
+        code=code("table"),
+    shell:
+        "(ihdm table {input.config:q} --title 'Run config' --out {output.config:q}"
+        " && ihdm table {params.losses:q} --names {params.models} --rows {params.rows}"
+        " --title 'Training loss' --out {output.loss:q}"
+        " && ihdm table {input.metrics:q} --title Metrics --out {output.metrics:q}"
+        " && ihdm table {input.sweep:q} --title 'Data efficiency'"
+        " --out {output.sweep:q}"
+        " && ihdm table {input.paper:q} --title 'The paper and this run'"
+        " --out {output.paper:q}) > {log:q} 2>&1"
+
+
+rule report_delta_page:
+    input:
+        "results/{exp}/delta/delta_sweep.csv",
+    output:
+        report(
+            "results/{exp}/report/delta_sweep.html",
+            caption="../report/delta_sweep.rst",
+            category="Tables",
+            labels={"table": "δ sweep", "experiment": "{exp}"},
+        ),
+    log:
+        "results/{exp}/logs/report_delta_page.log",
+    benchmark:
+        "results/{exp}/benchmarks/report_delta_page.tsv"
+    localrule: True
+    conda:
+        "../envs/ihdm.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        code=code("table"),
+    shell:
+        "ihdm table {input:q} --title 'δ sweep' --out {output:q} > {log:q} 2>&1"
