@@ -111,7 +111,7 @@ TEST_JOBS = {
 }
 # config/config.yaml: as config/test.yaml with 3 sweep sizes (6 points, 12 sweep metrics)
 CONFIG_JOBS = {**TEST_JOBS, "sweep_train": 6, "sweep_sample": 6, "sweep_evaluate": 12}
-# the RGB paper configs: no classifier or domain metric, FID on (metrics per model fid,
+# the unlabelled RGB paper configs (ffhq, lsun_church): no classifier or domain metric, FID on (metrics per model fid,
 # nll, memorization, smoothness; 10), sweep 4 sizes x 2 models x 3 seeds = 24 points
 # scored by FID and memorization; data-efficiency figures fid and ratio_of_medians
 PAPER_JOBS = {
@@ -120,20 +120,23 @@ PAPER_JOBS = {
     "sweep_sample": 24,
     "sweep_evaluate": 48,
 }
-# config/paper/mnist.yaml: the digit metrics and FID (12 metrics, 3 per sweep point)
-MNIST_PAPER_JOBS = {
+# the labelled paper configs (mnist, mnist_small, cifar10, afhq64, afhq256): the domain
+# metric (classifier) and FID (12 metrics, 3 per sweep point)
+LABELLED_PAPER_JOBS = {
     **PAPER_JOBS,
     "classifier": 1,
     "evaluate": 12,
     "sweep_evaluate": 72,
     "plot_data_efficiency": 3,
 }
+LABELLED_PAPER = ("mnist", "cifar10", "afhq")
 PLANNED_JOBS = {
     "config.yaml": (CONFIG_JOBS, 66),
     "test.yaml": (TEST_JOBS, 58),
-    **{f"paper/{p.name}": (PAPER_JOBS, 137) for p in PAPER_CONFIGS if not p.name.startswith("mnist")},
-    "paper/mnist.yaml": (MNIST_PAPER_JOBS, 165),
-    "paper/mnist_small.yaml": (MNIST_PAPER_JOBS, 165),  # the same DAG, a smaller network
+    # the CIFAR-10 JPEGs: as config/test.yaml (a zip with class folders, evaluate.domain)
+    "cifar10_jpeg.yaml": (TEST_JOBS, 58),
+    **{f"paper/{p.name}": (PAPER_JOBS, 137) for p in PAPER_CONFIGS if not p.name.startswith(LABELLED_PAPER)},
+    **{f"paper/{p.name}": (LABELLED_PAPER_JOBS, 165) for p in PAPER_CONFIGS if p.name.startswith(LABELLED_PAPER)},
 }
 # the figures of config/test.yaml (results/test/figures/<name>.png and .pdf)
 TEST_FIGURES = [

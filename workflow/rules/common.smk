@@ -51,8 +51,12 @@ GPU = int(config["device"] == "cuda")
 # through torchrun inside the job, one per GPU with device cuda (gloo workers on the CPU);
 # the job asks for that many GPUs and threads, on one node.
 TRAIN_PROCESSES = config["train"]["processes"]
-# The domain metric needs a digit classifier: MNIST data sets only.
-DIGITS = config["data"]["dataset"] in ("mnist5k", "mnist")
+# The domain metric needs a classifier trained on labels: on for the labelled data sets
+# unless evaluate.domain says otherwise (true for a folder or zip with class folders).
+LABELLED_DATASETS = ("mnist5k", "mnist", "cifar10", "afhq")
+DOMAIN = config["evaluate"]["domain"]
+if DOMAIN is None:
+    DOMAIN = config["data"]["dataset"] in LABELLED_DATASETS
 FID = config["evaluate"]["fid"]
 
 
@@ -330,7 +334,7 @@ METRIC_WILDCARDS = [m for m in METRICS if m != "emergent"] + [
 ]
 # Sweep points score these; their seed and data.train_size come from the point's path.
 SWEEP_METRICS = (
-    (["domain"] if DIGITS else []) + (["fid"] if FID else []) + ["memorization"]
+    (["domain"] if DOMAIN else []) + (["fid"] if FID else []) + ["memorization"]
 )
 SWEEP_OWN_KEYS = {"seed", "data.train_size"}
 
@@ -388,7 +392,7 @@ def metric_resource(resource):
 def metric_files():
     files = []
     for model in MODELS:
-        metrics = (["domain"] if DIGITS else []) + (["fid"] if FID else [])
+        metrics = (["domain"] if DOMAIN else []) + (["fid"] if FID else [])
         metrics += ["nll", "memorization"]
         if "interpolate" in variants_of(model):
             metrics.append("smoothness")
@@ -438,7 +442,7 @@ def sweep_metric_files():
 SPECTRA = ["data"] + (["photographs"] if config["workflow"]["photographs"] else [])
 # Data-efficiency figures: one per column of the sweep table (the metric JSONs' keys).
 SWEEP_COLUMNS = (
-    (["fd"] if DIGITS else []) + (["fid"] if FID else []) + ["ratio_of_medians"]
+    (["fd"] if DOMAIN else []) + (["fid"] if FID else []) + ["ratio_of_medians"]
 )
 
 
