@@ -236,7 +236,12 @@ def cmd_evaluate(args) -> None:
     else:
         from .metrics.emergent import shared_state_statistics
 
-        values = shared_state_statistics(samples["images"])
+        reference = None
+        if args.reference:  # random samples of the same model, to compare with
+            reference = read_samples(args.reference, cfg["data"])
+            require_images(reference, args.reference, 2, "--metric emergent --reference")
+        values = shared_state_statistics(samples["images"],
+                                         reference=None if reference is None else reference["images"])
     _write_json(_metric_record(cfg, args.metric, meta, values), args.out)
 
 
@@ -419,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--classifier", help="classifier file (domain)")
     sp.add_argument("--data", help="training images (nll prior, memorization)")
     sp.add_argument("--test", help="held-out test images")
+    sp.add_argument("--reference", help="random samples of the same model (emergent: numbers beside)")
     sp.add_argument("--ref-stats", help="FID reference statistics (.npz; computed when absent)")
     sp.add_argument("--out", required=True, help="output JSON")
 

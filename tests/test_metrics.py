@@ -292,3 +292,58 @@ def test_function_simplicity_of_both_models_and_the_cli(tmp_path, mnist_npz, mni
     assert record["metric"] == "simplicity" and record["model"] == "ihdm"
     assert len(record["levels"]) == 10 and all(0 <= r["dc_fraction"] <= 1 for r in record["levels"])
     assert fig.with_suffix(".png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------ emergent properties (a)
+
+
+def _colour_sets(n: int = 24, size: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    """Constructed sample sets (uint8 NHWC RGB) where the answer is known: smooth random
+    patterns (grey structure) on top of a mean colour per image.
+
+    shared-prior: one mean colour, a different pattern per image; shared-noise: one
+    pattern, a different mean colour (and contrast) per image; random: both differ."""
+    rng = np.random.default_rng(seed)
+
+    def pattern() -> np.ndarray:
+        p = gaussian_filter(rng.standard_normal((size, size)), 2.0)
+        return (p - p.mean()) / p.std()  # a pattern leaves the mean colour as it is
+
+    def colour() -> np.ndarray:
+        return rng.uniform(60, 190, size=3)
+
+    def image(p: np.ndarray, c: np.ndarray, contrast: float = 25.0) -> np.ndarray:
+        return np.clip(np.rint(c[None, None, :] + contrast * p[..., None]), 0, 255).astype(np.uint8)
+
+    one_p, one_c = pattern(), colour()
+    return {
+        "shared-prior": np.stack([image(pattern(), one_c) for _ in range(n)]),
+        "shared-noise": np.stack([image(one_p, colour(), rng.uniform(15, 35)) for _ in range(n)]),
+        "random": np.stack([image(pattern(), colour()) for _ in range(n)]),
+    }
+
+
+def test_emergent_numbers_separate_shared_prior_from_shared_noise() -> None:
+    from ihdm.metrics.emergent import shared_state_statistics, structure_correlation
+
+    sets = _colour_sets()
+    stats = {k: shared_state_statistics(v, reference=sets["random"]) for k, v in sets.items()}
+    prior, noise, rand = stats["shared-prior"], stats["shared-noise"], stats["random"]
+    # shared prior: the mean colour is kept, the structure is not
+    assert prior["mean_colour_std"] < 0.01 < 0.1 < rand["mean_colour_std"]
+    assert prior["mean_colour_std_ratio"] < 0.1
+    assert abs(prior["structure_correlation"]) < 0.1 and abs(rand["structure_correlation"]) < 0.1
+    # shared noise: the structure is kept (brightness and contrast differ), the colour is not
+    assert noise["structure_correlation"] > 0.95
+    assert noise["mean_colour_std_ratio"] > 0.5
+    assert prior["random_structure_correlation"] == pytest.approx(rand["structure_correlation"])
+    # the structure measure ignores each image's mean, brightness and contrast ...
+    p = sets["random"][:2].astype(np.float64)
+    rescaled = np.clip(np.rint(0.5 * p + 40), 0, 255).astype(np.uint8)
+    assert structure_correlation(np.concatenate([sets["random"][:1], rescaled[:1]])) > 0.99
+    # ... and counts a flat image as unrelated; grey images work too
+    flat = np.full((1, 16, 16, 3), 128, np.uint8)
+    assert structure_correlation(np.concatenate([sets["random"][:1], flat])) == 0.0
+    assert structure_correlation(sets["shared-noise"][..., :1]) > 0.95
+    with pytest.raises(ValueError, match="at least 2"):
+        structure_correlation(flat)

@@ -323,9 +323,10 @@ METRICS = {
         mem_mb=2000,
         runtime=30,
     ),
-    # emergent_<variant>: the statistics of a shared-state variant's samples
+    # emergent_<variant>: the statistics of a shared-state variant's samples, beside
+    # those of the model's random samples (reference)
     "emergent": dict(
-        inputs=("samples",), keys=(), torch=False, mem_mb=2000, runtime=30
+        inputs=("samples", "reference"), keys=(), torch=False, mem_mb=2000, runtime=30
     ),
 }
 # the {metric} wildcard: a metric's name, emergent_<variant> for the emergent one
@@ -353,6 +354,7 @@ def metric_inputs(wildcards, samples=None):
     files = {
         "samples": samples
         or f"results/{wildcards.exp}/samples/{wildcards.model}/{variant}_seed{SEED}.npz",
+        "reference": f"results/{wildcards.exp}/samples/{wildcards.model}/random_seed{SEED}.npz",
         "classifier": f"results/{wildcards.exp}/classifier/classifier.pt",
         "checkpoint": f"results/{wildcards.exp}/models/{wildcards.model}/final.pt",
         "data": TRAIN_DATA,
