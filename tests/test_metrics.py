@@ -347,3 +347,44 @@ def test_emergent_numbers_separate_shared_prior_from_shared_noise() -> None:
     assert structure_correlation(sets["shared-noise"][..., :1]) > 0.95
     with pytest.raises(ValueError, match="at least 2"):
         structure_correlation(flat)
+
+
+# ------------------------------------------------------------------ domain metric on colour images
+
+CIFAR_JPEG = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+
+
+@pytest.mark.skipif(not (CIFAR_JPEG / "train.zip").is_file(), reason="offline CIFAR-10 JPEGs not present")
+def test_colour_classifier_learns_cifar_and_reports_its_accuracy(tmp_path) -> None:
+    """The natural-image classifier (3 blocks, flips) learns the CIFAR-10 JPEGs well above
+    chance in a few steps; the domain metric reports its test accuracy beside the FD."""
+    from ihdm.data import DATASETS
+
+    data = {"resolution": 32, "channels": 3, "root": str(CIFAR_JPEG / "train.zip"),
+            "test_root": str(CIFAR_JPEG / "test.zip")}
+    train = DATASETS["folder"](data, "train", 4000)
+    test = DATASETS["folder"]({**data, "root": str(CIFAR_JPEG / "test.zip")}, "train", 1000)
+    assert train.classes == test.classes  # the same class numbering in both zips
+    clf = train_classifier(train.images, train.labels, steps=200, seed=0, width=16, blocks=3, pool=4, flip=True)
+    assert clf.hparams["blocks"] == 3 and clf.hparams["in_channels"] == 3
+    acc = accuracy(clf, test.images, test.labels)
+    assert acc > 0.3, acc  # chance is 0.1
+    record = domain_metrics(clf, test.images[:500], test.images[500:], reference_labels=test.labels[500:])
+    assert record["classifier_accuracy"] == pytest.approx(accuracy(clf, test.images[500:], test.labels[500:]))
+    assert record["fd"] >= 0
+    path = tmp_path / "clf.pt"
+    save_classifier(clf, path)
+    again = load_classifier(path)
+    assert np.allclose(predict_proba(again, test.images[:32]), predict_proba(clf, test.images[:32]), atol=1e-6)
+    with pytest.raises(ValueError, match="labels"):
+        domain_metrics(clf, test.images[:10], test.images[10:20], reference_labels=test.labels[:5])
+
+
+def test_classifier_files_without_blocks_load_as_the_digit_classifier(digits, classifier, tmp_path) -> None:
+    """Files written before the classifier had `blocks` and `pool` are the digit one."""
+    blob = {"hparams": {k: v for k, v in classifier.hparams.items() if k not in ("blocks", "pool")},
+            "state_dict": classifier.state_dict()}
+    torch.save(blob, tmp_path / "old.pt")
+    old = load_classifier(tmp_path / "old.pt")
+    assert old.hparams["blocks"] == 2 and old.hparams["pool"] == 7
+    assert np.allclose(predict_proba(old, digits["test"][:32]), predict_proba(classifier, digits["test"][:32]))
