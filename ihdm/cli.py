@@ -182,15 +182,19 @@ def cmd_classifier(args) -> None:
     images, labels = load_images(args.data)
     if labels is None:
         raise ConfigError(f"'{args.data}' has no labels: the domain classifier needs a labelled "
-                          "digit data set (mnist5k or mnist)")
-    clf = train_classifier(images, labels, steps=cfg["evaluate"]["classifier_steps"], seed=cfg["seed"])
+                          "data set (mnist5k, mnist, cifar10, afhq, or a folder/zip with class folders)")
+    ev = cfg["evaluate"]
+    clf = train_classifier(images, labels, steps=ev["classifier_steps"], seed=cfg["seed"],
+                           width=ev["classifier_width"], blocks=ev["classifier_blocks"],
+                           pool=4 if ev["classifier_blocks"] > 2 else 7, flip=ev["classifier_flip"])
     save_classifier(clf, args.out)
     if args.test:
         test_images, test_labels = load_images(args.test)
         acc = accuracy(clf, test_images, test_labels)
         log.info("classifier test accuracy %.4f on %d images", acc, len(test_images))
         _write_json({"metric": "classifier", "test_accuracy": acc, "n_test": len(test_images),
-                     "steps": cfg["evaluate"]["classifier_steps"]},
+                     "steps": ev["classifier_steps"], "hparams": clf.hparams,
+                     "flip": ev["classifier_flip"], "experiment": cfg["experiment"]},
                     Path(args.out).with_suffix(".json"))
 
 
@@ -221,8 +225,9 @@ def cmd_evaluate(args) -> None:
         from .metrics.domain import domain_metrics, load_classifier
 
         clf = load_classifier(args.classifier)
-        values = domain_metrics(clf, samples["images"], load_images(args.test)[0], kid=True,
-                                seed=cfg["seed"])
+        test_images, test_labels = load_images(args.test)
+        values = domain_metrics(clf, samples["images"], test_images, kid=True, seed=cfg["seed"],
+                                reference_labels=test_labels)
     elif args.metric == "fid":
         from .metrics.fid import fid_kid
 
@@ -264,7 +269,12 @@ def cmd_evaluate(args) -> None:
     else:
         from .metrics.emergent import shared_state_statistics
 
-        values = shared_state_statistics(samples["images"])
+        reference = None
+        if args.reference:  # random samples of the same model, to compare with
+            reference = read_samples(args.reference, cfg["data"])
+            require_images(reference, args.reference, 2, "--metric emergent --reference")
+        values = shared_state_statistics(samples["images"],
+                                         reference=None if reference is None else reference["images"])
     _write_json(_metric_record(cfg, args.metric, meta, values), args.out)
 
 
@@ -301,15 +311,26 @@ def cmd_spectral(args) -> None:
     from .spectral import spectral_summary
 
     cfg = _config(args)
+    fit = cfg["evaluate"]["spectral_fit"]
+    if fit is not None and not fit[0] < fit[1]:
+        raise ConfigError(f"evaluate.spectral_fit: fmin {fit[0]} must be below fmax {fit[1]} (cycles/pixel)")
+    fmin, fmax = fit or (None, None)
     images = load_images(args.data)[0]
     out = {"metric": "spectral", "experiment": cfg["experiment"],
-           "data": spectral_summary(images, cfg["heat"], cfg["ddpm"])}
+           "data": spectral_summary(images, cfg["heat"], cfg["ddpm"], fmin=fmin, fmax=fmax,
+                                    fit_basis=cfg["evaluate"]["spectral_fit_basis"])}
     if cfg["workflow"]["photographs"]:
         size = max(64, cfg["data"]["resolution"])
         photos = natural_photographs(size, 3)
         out["photographs"] = spectral_summary(photos, cfg["heat"], cfg["ddpm"])
         out["photographs"]["size"] = size
         out["photographs"]["count"] = len(photos)
+        if fit is not None:  # the photographs' α over the data's band and basis too
+            from .spectral import fit_power_law, radial_psd
+
+            basis = cfg["evaluate"]["spectral_fit_basis"]
+            out["photographs"]["fit_data_range"] = {**fit_power_law(*radial_psd(photos, basis=basis), fmin, fmax),
+                                                    "basis": basis}
     out["config"] = cfg
     _write_json(out, args.out)
 
@@ -477,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--classifier", help="classifier file (domain)")
     sp.add_argument("--data", help="training images (nll prior, memorization)")
     sp.add_argument("--test", help="held-out test images")
+    sp.add_argument("--reference", help="random samples of the same model (emergent: numbers beside)")
     sp.add_argument("--ref-stats", help="FID reference statistics (.npz from `ihdm fid-reference`)")
     sp.add_argument("--out", required=True, help="output JSON")
 

@@ -19,10 +19,15 @@ Data sets (``data.dataset``):
   ``cifar-10-python.tar.gz`` archive), else downloaded by torchvision.
 - ``afhq``, ``ffhq``, ``lsun_church``, ``folder``: image folders with ``train/`` and
   ``test/`` subfolders (searched recursively); without ``train/`` the whole root is the
-  train split. Images are centre-cropped to a square and resized to ``data.resolution``
-  (PIL, Lanczos when shrinking, bicubic when enlarging), converted to ``data.channels``.
-  Folder order is fixed and pseudo-random (sorted by sha256 of the relative path), so a
-  prefix is a fair sample. AFHQ takes class labels from the first subfolder (cat, dog, wild).
+  train split. ``data.root`` / ``data.test_root`` may also be a ``.zip`` of images laid out
+  the same way (e.g. the offline CIFAR-10 JPEGs, or StyleGAN/EDM-style dataset zips): its
+  members are decoded one by one from the archive, never extracted; a corrupt member is
+  named in the error, non-image members are skipped with a warning. Images are
+  centre-cropped to a square and resized to ``data.resolution`` (PIL, Lanczos when
+  shrinking, bicubic when enlarging), converted to ``data.channels``. The order is fixed
+  and pseudo-random (sorted by sha256 of the relative path), so a prefix is a fair sample.
+  ``afhq`` and ``folder`` take class labels from the first subfolder (AFHQ: cat, dog,
+  wild) when every image is in one; ``ffhq`` and ``lsun_church`` are unlabelled.
 
 MNIST (28x28) and CIFAR-10 (32x32) are resized with PIL bicubic when ``data.resolution``
 differs (a warning is logged); greyscale is replicated to 3 channels or colour converted
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import os
@@ -42,6 +48,7 @@ import pickle
 import struct
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -416,30 +423,71 @@ def load_cifar10(data: Mapping[str, Any], split: str, limit: int | None = None) 
 # --------------------------------------------------------------------------- image folders
 
 
-def _split_folder(data: Mapping[str, Any], split: str, name: str) -> tuple[Path, list[str]]:
-    """Folder holding ``split`` and sub-folders to leave out (a test/ beside the train images)."""
-    root = Path(data["root"]).expanduser() if data.get("root") else None
+def _is_zip(path: Path) -> bool:
+    return path.suffix.lower() == ".zip"
+
+
+def _checked_root(path: Path, key: str, name: str) -> Path:
+    """``path`` (a folder or a .zip file) must exist; the error names the key."""
+    if _is_zip(path):
+        if not path.is_file():
+            raise DataError(f"{key} '{path}' for data set '{name}' does not exist (a .zip of images)")
+        if not zipfile.is_zipfile(path):
+            raise DataError(f"{key} '{path}' for data set '{name}' is not a readable zip archive")
+    elif not path.is_dir():
+        raise DataError(f"{key} '{path}' for data set '{name}' is not a folder or a .zip of images; "
+                        "put the images there in train/ and test/ subfolders")
+    return path
+
+
+def _zip_dirs(path: Path) -> set[str]:
+    """Top-level folder names inside a zip archive."""
+    with zipfile.ZipFile(path) as zf:
+        return {n.split("/", 1)[0] for n in zf.namelist() if "/" in n}
+
+
+def _has_dir(root: Path, sub: str) -> bool:
+    return sub in _zip_dirs(root) if _is_zip(root) else (root / sub).is_dir()
+
+
+class _Place(NamedTuple):
+    """Where a split's images are: a folder or a zip archive, a subfolder inside it
+    ("" for its root) and top-level subfolders to leave out."""
+
+    root: Path
+    sub: str
+    exclude: tuple[str, ...] = ()
+
+
+def _split_place(data: Mapping[str, Any], split: str, name: str) -> _Place:
+    """Where ``split`` is: data.test_root (or its test/) for the test split when set, else
+    data.root's train/ and test/; without train/, data.root (less test/) is the train split."""
     if split == "test" and data.get("test_root"):
-        test_root = Path(data["test_root"]).expanduser()
-        if not test_root.is_dir():
-            raise DataError(f"data.test_root '{test_root}' is not a folder")
-        return (test_root / "test" if (test_root / "test").is_dir() else test_root), []
-    if root is None:
+        test_root = _checked_root(Path(data["test_root"]).expanduser(), "data.test_root", name)
+        return _Place(test_root, "test" if _has_dir(test_root, "test") else "")
+    if not data.get("root"):
         raise DataError(
-            f"data set '{name}' needs data.root: a folder of images with train/ and test/ "
+            f"data set '{name}' needs data.root: a folder or .zip of images with train/ and test/ "
             "subfolders (or just images, used as the train split)"
         )
-    if not root.is_dir():
-        raise DataError(f"data.root '{root}' for data set '{name}' is not a folder; put the images "
-                        "there in train/ and test/ subfolders")
+    root = _checked_root(Path(data["root"]).expanduser(), "data.root", name)
     if split == "train":
-        return (root / "train", []) if (root / "train").is_dir() else (root, ["test"])
-    if (root / "test").is_dir():
-        return root / "test", []
-    raise DataError(f"no test split for data set '{name}': create '{root / 'test'}' or set data.test_root")
+        return _Place(root, "train") if _has_dir(root, "train") else _Place(root, "", ("test",))
+    if _has_dir(root, "test"):
+        return _Place(root, "test")
+    raise DataError(f"no test split for data set '{name}': add a test/ subfolder to '{root}' or "
+                    "set data.test_root")
 
 
-def _list_images(folder: Path, exclude: Sequence[str]) -> list[Path]:
+def _warn_skipped(skipped: Sequence[str], where: str) -> None:
+    if skipped:
+        shown = ", ".join(skipped[:5])
+        log.warning("skipping %d non-image file(s) in '%s': %s%s", len(skipped), where, shown,
+                    " ..." if len(skipped) > 5 else "")
+
+
+def _list_images(folder: Path, exclude: Sequence[str]) -> list[str]:
+    """Image files under ``folder`` as posix paths relative to it (hidden ones left out)."""
     files, skipped = [], []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         rel_dir = Path(dirpath).relative_to(folder)
@@ -449,61 +497,116 @@ def _list_images(folder: Path, exclude: Sequence[str]) -> list[Path]:
         for fname in filenames:
             if fname.startswith("."):
                 continue
-            path = Path(dirpath) / fname
-            (files if path.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(path)
-    if skipped:
-        shown = ", ".join(str(p) for p in skipped[:5])
-        log.warning("skipping %d non-image file(s) in '%s': %s%s", len(skipped), folder, shown,
-                    " ..." if len(skipped) > 5 else "")
+            rel = (rel_dir / fname).as_posix()
+            (files if Path(fname).suffix.lower() in IMAGE_EXTENSIONS else skipped).append(rel)
+    _warn_skipped(skipped, str(folder))
     return files
 
 
-def _hash_order(paths: list[Path], folder: Path) -> list[Path]:
+def _list_zip_images(zf: zipfile.ZipFile, place: _Place) -> list[str]:
+    """Image members under ``place.sub`` as paths relative to it (directories, hidden files
+    and macOS resource forks left out; other non-images skipped with a warning)."""
+    prefix = f"{place.sub}/" if place.sub else ""
+    files, skipped = [], []
+    for member in zf.namelist():
+        if member.endswith("/") or not member.startswith(prefix):
+            continue
+        rel = member[len(prefix):]
+        parts = rel.split("/")
+        if any(p.startswith(".") or p == "__MACOSX" for p in parts) or (not prefix and parts[0] in place.exclude
+                                                                        and len(parts) > 1):
+            continue
+        (files if Path(rel).suffix.lower() in IMAGE_EXTENSIONS else skipped).append(rel)
+    _warn_skipped(skipped, _where(place))
+    return files
+
+
+def _where(place: _Place) -> str:
+    return str(place.root / place.sub) if place.sub else str(place.root)
+
+
+def _hash_order(names: list[str]) -> list[str]:
     """A fixed pseudo-random order: sorted by the sha256 of the relative path."""
-    def key(p: Path) -> str:
-        return hashlib.sha256(p.relative_to(folder).as_posix().encode()).hexdigest()
-
-    return sorted(paths, key=key)
+    return sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
 
 
-def load_image(path: str | Path, resolution: int, channels: int) -> np.ndarray:
-    """Read one image file as uint8 (resolution, resolution, channels); errors name the file."""
+def _decode(source: Any, resolution: int, channels: int, what: str) -> np.ndarray:
+    """One image (a path or a file object) as uint8 (resolution, resolution, channels)."""
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()
             img = _to_mode(img, channels)
             return _pil_to_array(_square_resize(img, resolution))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot read image '{path}' (corrupt or unsupported): {exc}") from None
+        raise DataError(f"cannot read image {what} (corrupt or unsupported): {exc}") from None
+
+
+def load_image(path: str | Path, resolution: int, channels: int) -> np.ndarray:
+    """Read one image file as uint8 (resolution, resolution, channels); errors name the file."""
+    return _decode(path, resolution, channels, f"'{path}'")
+
+
+def _zip_member_image(zf: zipfile.ZipFile, archive: Path, member: str, resolution: int,
+                      channels: int) -> np.ndarray:
+    """Read one zip member (without extracting it) as an image; errors name the member."""
+    what = f"'{member}' in '{archive}'"
+    try:
+        raw = zf.read(member)  # checks the member's CRC-32
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        raise DataError(f"cannot read image {what} (corrupt archive member): {exc}") from None
+    return _decode(io.BytesIO(raw), resolution, channels, what)
+
+
+def _read_images(place: _Place, names: list[str], res: int, ch: int, desc: str) -> np.ndarray:
+    """Decode ``names`` (relative to the place) into one uint8 NHWC array."""
+    from tqdm import tqdm
+
+    images = np.empty((len(names), res, res, ch), dtype=np.uint8)
+    bar = dict(total=len(names), desc=desc, unit="img", mininterval=2.0, disable=len(names) < 1000)
+    if _is_zip(place.root):  # members one after the other from one open archive
+        prefix = f"{place.sub}/" if place.sub else ""
+        with zipfile.ZipFile(place.root) as zf:
+            for i, name in enumerate(tqdm(names, **bar)):
+                images[i] = _zip_member_image(zf, place.root, prefix + name, res, ch)
+        return images
+    folder = place.root / place.sub
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        arrays = pool.map(lambda n: load_image(folder / n, res, ch), names)
+        for i, arr in enumerate(tqdm(arrays, **bar)):
+            images[i] = arr
+    return images
 
 
 def _folder_loader(name: str, labelled: bool) -> Loader:
     def load(data: Mapping[str, Any], split: str, limit: int | None = None) -> Split:
-        folder, exclude = _split_folder(data, split, name)
-        paths = _hash_order(_list_images(folder, exclude), folder)
-        if not paths:
-            raise DataError(f"no images found in '{folder}' (data set '{name}', split '{split}'); "
+        place = _split_place(data, split, name)
+        if _is_zip(place.root):
+            try:
+                with zipfile.ZipFile(place.root) as zf:
+                    names = _list_zip_images(zf, place)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise DataError(f"cannot read zip archive '{place.root}': {exc}") from None
+        else:
+            names = _list_images(place.root / place.sub, place.exclude)
+        names = _hash_order(names)
+        where = _where(place)
+        if not names:
+            raise DataError(f"no images found in '{where}' (data set '{name}', split '{split}'); "
                             f"put {'/'.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))} files there")
-        n = _check_limit(limit, len(paths), f"'{folder}'")
-        paths = paths[:n]
-        res, ch = data["resolution"], data["channels"]
-        images = np.empty((n, res, res, ch), dtype=np.uint8)
-        from tqdm import tqdm
-
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            arrays = pool.map(lambda p: load_image(p, res, ch), paths)
-            for i, arr in enumerate(tqdm(arrays, total=n, desc=f"{name} {split}", unit="img",
-                                         mininterval=2.0, disable=n < 1000)):
-                images[i] = arr
+        n = _check_limit(limit, len(names), f"'{where}'")
         labels = classes = None
-        tops = [p.relative_to(folder).parts for p in paths]
+        tops = [n.split("/") for n in names]
         if labelled and all(len(t) > 1 for t in tops):
+            # class indices from every class folder, not only those in the first n images,
+            # so that a prefix (data.train_size) numbers the classes as the full split does
             classes = sorted({t[0] for t in tops})
-            labels = np.array([classes.index(t[0]) for t in tops], dtype=np.int64)
+            index = {c: i for i, c in enumerate(classes)}
+            labels = np.array([index[t[0]] for t in tops[:n]], dtype=np.int64)
+        images = _read_images(place, names[:n], data["resolution"], data["channels"], f"{name} {split}")
         return Split(images, labels, classes)
 
     load.__name__ = f"load_{name}"
-    load.__doc__ = f"Image folder data set '{name}' (data.root/train, data.root/test)."
+    load.__doc__ = f"Image folder or zip data set '{name}' (data.root/train, data.root/test)."
     return load
 
 
@@ -516,7 +619,7 @@ DATASETS: dict[str, Loader] = {
     "afhq": _folder_loader("afhq", labelled=True),
     "ffhq": _folder_loader("ffhq", labelled=False),
     "lsun_church": _folder_loader("lsun_church", labelled=False),
-    "folder": _folder_loader("folder", labelled=False),
+    "folder": _folder_loader("folder", labelled=True),
 }
 
 

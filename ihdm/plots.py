@@ -278,6 +278,7 @@ def psd_figure(
         ff = np.geomspace(fit.get("fmin", f[0]), fit.get("fmax", f[-1]), 50)
         err = fit.get("alpha_stderr")
         label = rf"fit $1/f^{{\alpha}}$, $\alpha$ = {fit['alpha']:.2f}" + (f" ± {err:.2f}" if err is not None else "")
+        label += f" over {ff[0]:.3g}–{ff[-1]:.3g} c/px" + (f" ({fit['basis']})" if fit.get("basis") else "")
         ax.loglog(ff, 10 ** fit["log_amplitude"] * ff ** -fit["alpha"], "--", color=COLORS["fit"], label=label, zorder=6)
     levels = [p.min(), p.max()]
     for (label, floor), color in zip(noise_floors, _shades("ddpm", len(noise_floors))):

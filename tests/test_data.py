@@ -334,3 +334,117 @@ def test_natural_photographs():
     assert len(D.photograph_names()) == len(photos)
     grey = D.natural_photographs(16, 1)
     assert grey.shape == (len(photos), 16, 16, 1)
+
+
+# ------------------------------------------------------------------ zip archives
+
+CIFAR_JPEG = Path("/work/shared/data/cifar10-jpeg")
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _png_bytes(colour, size=(10, 10)) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write_zip(path: Path, members: dict[str, bytes], compression=None) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=compression or zipfile.ZIP_STORED) as zf:
+        for name, raw in members.items():
+            zf.writestr(name, raw)
+    return path
+
+
+def _class_members(prefix: str) -> dict[str, bytes]:
+    """Two classes, three images each, red (cat) or blue (dog) with an index in green."""
+    return {f"{prefix}{cls}/{i}.png": _png_bytes((200 * (cls == "cat"), 10 * i, 200 * (cls == "dog")))
+            for cls in ("cat", "dog") for i in range(3)}
+
+
+def test_zip_with_class_folders_reads_like_the_folder(tmp_path, caplog):
+    import zipfile
+
+    members = {**_class_members("train/"), **_class_members("test/"), "train/README.txt": b"not an image"}
+    archive = _write_zip(tmp_path / "data.zip", members, zipfile.ZIP_DEFLATED)
+    with caplog.at_level(logging.WARNING, logger="ihdm.data"):
+        images, labels = D.load_split(cfg(dataset="folder", root=archive, resolution=8, channels=3), "train")
+    assert "README.txt" in caplog.text and "1 non-image" in caplog.text
+    assert images.shape == (6, 8, 8, 3) and labels.tolist().count(0) == 3
+    # labels from the class folder: cat (0) is the red one, dog (1) the blue one
+    np.testing.assert_array_equal(labels, (images[:, 0, 0, 2] > 100).astype(np.int64))
+    # the same files extracted to a folder give the same arrays in the same order
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp_path / "extracted")
+    same, same_labels = D.load_split(cfg(dataset="folder", root=tmp_path / "extracted", resolution=8,
+                                         channels=3), "train")
+    np.testing.assert_array_equal(images, same)
+    np.testing.assert_array_equal(labels, same_labels)
+    test, test_labels = D.load_split(cfg(dataset="folder", root=archive, resolution=8, channels=3), "test")
+    assert test.shape == (6, 8, 8, 3) and sorted(test_labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    # afhq reads zips too; ffhq has no labels
+    assert D.load_split(cfg(dataset="afhq", root=archive, resolution=8, channels=3), "train")[1] is not None
+    assert D.load_split(cfg(dataset="ffhq", root=archive, resolution=8, channels=3), "train")[1] is None
+
+
+def test_flat_zip_is_the_train_split_and_test_root_may_be_a_zip(tmp_path):
+    flat = _write_zip(tmp_path / "flat.zip", {f"{i}.png": _png_bytes((i, i, i), (12, 9 + i)) for i in range(4)})
+    images, labels = D.load_split(cfg(dataset="folder", root=flat, resolution=8, channels=3), "train")
+    assert images.shape == (4, 8, 8, 3) and labels is None
+    assert sorted(int(im[4, 4, 0]) for im in images) == [0, 1, 2, 3]
+    with pytest.raises(D.DataError, match="data.test_root"):
+        D.load_split(cfg(dataset="folder", root=flat, resolution=8, channels=3), "test")
+    test_zip = _write_zip(tmp_path / "held_out.zip", _class_members(""))
+    test, test_labels = D.load_split(cfg(dataset="folder", root=flat, test_root=test_zip, resolution=8,
+                                         channels=3), "test")
+    assert test.shape == (6, 8, 8, 3) and sorted(test_labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(D.DataError, match="exceeds the 4 images"):
+        D.load_split(cfg(dataset="folder", root=flat, resolution=8, channels=3, train_size=5), "train")
+
+
+def test_corrupt_zip_member_named(tmp_path):
+    members = _class_members("")
+    members["dog/broken.png"] = b"\x89PNG\r\n\x1a\n" + b"garbage" * 20
+    archive = _write_zip(tmp_path / "bad.zip", members)
+    with pytest.raises(D.DataError, match=r"'dog/broken.png' in '.*bad.zip'"):
+        D.load_split(cfg(dataset="folder", root=archive, resolution=8, channels=3), "train")
+    # a member whose stored bytes were changed fails its CRC-32 check: named as well
+    good = _write_zip(tmp_path / "crc.zip", _class_members(""))
+    raw = bytearray(good.read_bytes())
+    at = raw.index(_png_bytes((0, 10, 200))) + 40  # inside dog/1.png's stored bytes
+    raw[at] ^= 0xFF
+    good.write_bytes(bytes(raw))
+    with pytest.raises(D.DataError, match=r"'dog/1.png' in '.*crc.zip'.*corrupt"):
+        D.load_split(cfg(dataset="folder", root=good, resolution=8, channels=3), "train")
+
+
+def test_missing_or_broken_zip_named(tmp_path):
+    with pytest.raises(D.DataError, match=r"data.root '.*nowhere.zip'.*does not exist"):
+        D.load_split(cfg(dataset="folder", root=tmp_path / "nowhere.zip", resolution=8, channels=3), "train")
+    (tmp_path / "fake.zip").write_bytes(b"not a zip at all")
+    with pytest.raises(D.DataError, match=r"data.test_root '.*fake.zip'.*not a readable zip"):
+        D.load_split(cfg(dataset="folder", root=tmp_path, test_root=tmp_path / "fake.zip", resolution=8,
+                         channels=3), "test")
+
+
+@pytest.mark.skipif(not (CIFAR_JPEG / "test.zip").is_file(), reason="offline CIFAR-10 JPEGs not present")
+def test_cifar10_jpeg_zip_members(tmp_path):
+    """A few members of the shared CIFAR-10 JPEG zip (read in place, never written)."""
+    import io
+    import zipfile
+
+    data = cfg(dataset="folder", root=CIFAR_JPEG / "test.zip", resolution=32, channels=3, train_size=40)
+    out = D.DATASETS["folder"](data["data"], "train", 40)
+    assert out.images.shape == (40, 32, 32, 3) and out.images.dtype == np.uint8
+    assert out.classes == CIFAR_CLASSES and out.labels.min() >= 0 and out.labels.max() <= 9
+    assert len(set(out.labels.tolist())) >= 5  # the hash order mixes the classes
+    # the first image is the member it claims to be, decoded by PIL straight from the zip
+    with zipfile.ZipFile(CIFAR_JPEG / "test.zip") as zf:
+        names = sorted((n for n in zf.namelist() if n.endswith(".jpg")),
+                       key=lambda n: __import__("hashlib").sha256(n.encode()).hexdigest())
+        direct = np.asarray(Image.open(io.BytesIO(zf.read(names[0]))).convert("RGB"))
+    np.testing.assert_array_equal(out.images[0], direct)
+    assert CIFAR_CLASSES[out.labels[0]] == names[0].split("/")[0]

@@ -171,6 +171,27 @@ def test_good_sample_file_is_evaluated(tmp_path, capsys, mnist_images):
     assert json.loads((tmp_path / "emergent.json").read_text())["n_samples"] == 16
 
 
+def test_emergent_reference_is_read_and_checked(tmp_path, capsys, mnist_images):
+    """--reference (the model's random samples) puts their numbers beside the variant's;
+    a damaged reference file is named and nothing is written."""
+    path = write_samples(tmp_path / "shared.npz", good_samples(np.repeat(mnist_images[:1], 16, axis=0)), META)
+    ref = write_samples(tmp_path / "random.npz", good_samples(mnist_images[16:32]), META)
+    out = tmp_path / "emergent.json"
+    code, err = run_cli(capsys, "evaluate", REPO / "config/test.yaml", "--metric", "emergent",
+                        "--samples", path, "--reference", ref, "--out", out)
+    assert code == 0, err
+    record = json.loads(out.read_text())
+    assert record["structure_correlation"] == pytest.approx(1.0) and record["mean_colour_std"] < 1e-6
+    assert record["random_mean_colour_std"] > 0 and record["random_structure_correlation"] < 0.9
+    assert record["mean_colour_std_ratio"] < 1e-4 and record["n_random"] == 16
+    out.unlink()
+    write_samples(ref, good_samples(mnist_images[:1]), {**META, "n": 1})
+    code, err = run_cli(capsys, "evaluate", REPO / "config/test.yaml", "--metric", "emergent",
+                        "--samples", path, "--reference", ref, "--out", out)
+    assert_refused(code, err, "random.npz", "holds 1 image(s)")
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------ statistics, classifier, data
 
 

@@ -345,3 +345,99 @@ def test_function_simplicity_of_both_models_and_the_cli(tmp_path, mnist_npz, mni
     assert record["metric"] == "simplicity" and record["model"] == "ihdm"
     assert len(record["levels"]) == 10 and all(0 <= r["dc_fraction"] <= 1 for r in record["levels"])
     assert fig.with_suffix(".png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------ emergent properties (a)
+
+
+def _colour_sets(n: int = 24, size: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    """Constructed sample sets (uint8 NHWC RGB) where the answer is known: smooth random
+    patterns (grey structure) on top of a mean colour per image.
+
+    shared-prior: one mean colour, a different pattern per image; shared-noise: one
+    pattern, a different mean colour (and contrast) per image; random: both differ."""
+    rng = np.random.default_rng(seed)
+
+    def pattern() -> np.ndarray:
+        p = gaussian_filter(rng.standard_normal((size, size)), 2.0)
+        return (p - p.mean()) / p.std()  # a pattern leaves the mean colour as it is
+
+    def colour() -> np.ndarray:
+        return rng.uniform(60, 190, size=3)
+
+    def image(p: np.ndarray, c: np.ndarray, contrast: float = 25.0) -> np.ndarray:
+        return np.clip(np.rint(c[None, None, :] + contrast * p[..., None]), 0, 255).astype(np.uint8)
+
+    one_p, one_c = pattern(), colour()
+    return {
+        "shared-prior": np.stack([image(pattern(), one_c) for _ in range(n)]),
+        "shared-noise": np.stack([image(one_p, colour(), rng.uniform(15, 35)) for _ in range(n)]),
+        "random": np.stack([image(pattern(), colour()) for _ in range(n)]),
+    }
+
+
+def test_emergent_numbers_separate_shared_prior_from_shared_noise() -> None:
+    from ihdm.metrics.emergent import shared_state_statistics, structure_correlation
+
+    sets = _colour_sets()
+    stats = {k: shared_state_statistics(v, reference=sets["random"]) for k, v in sets.items()}
+    prior, noise, rand = stats["shared-prior"], stats["shared-noise"], stats["random"]
+    # shared prior: the mean colour is kept, the structure is not
+    assert prior["mean_colour_std"] < 0.01 < 0.1 < rand["mean_colour_std"]
+    assert prior["mean_colour_std_ratio"] < 0.1
+    assert abs(prior["structure_correlation"]) < 0.1 and abs(rand["structure_correlation"]) < 0.1
+    # shared noise: the structure is kept (brightness and contrast differ), the colour is not
+    assert noise["structure_correlation"] > 0.95
+    assert noise["mean_colour_std_ratio"] > 0.5
+    assert prior["random_structure_correlation"] == pytest.approx(rand["structure_correlation"])
+    # the structure measure ignores each image's mean, brightness and contrast ...
+    p = sets["random"][:2].astype(np.float64)
+    rescaled = np.clip(np.rint(0.5 * p + 40), 0, 255).astype(np.uint8)
+    assert structure_correlation(np.concatenate([sets["random"][:1], rescaled[:1]])) > 0.99
+    # ... and counts a flat image as unrelated; grey images work too
+    flat = np.full((1, 16, 16, 3), 128, np.uint8)
+    assert structure_correlation(np.concatenate([sets["random"][:1], flat])) == 0.0
+    assert structure_correlation(sets["shared-noise"][..., :1]) > 0.95
+    with pytest.raises(ValueError, match="at least 2"):
+        structure_correlation(flat)
+
+
+# ------------------------------------------------------------------ domain metric on colour images
+
+CIFAR_JPEG = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+
+
+@pytest.mark.skipif(not (CIFAR_JPEG / "train.zip").is_file(), reason="offline CIFAR-10 JPEGs not present")
+def test_colour_classifier_learns_cifar_and_reports_its_accuracy(tmp_path) -> None:
+    """The natural-image classifier (3 blocks, flips) learns the CIFAR-10 JPEGs well above
+    chance in a few steps; the domain metric reports its test accuracy beside the FD."""
+    from ihdm.data import DATASETS
+
+    data = {"resolution": 32, "channels": 3, "root": str(CIFAR_JPEG / "train.zip"),
+            "test_root": str(CIFAR_JPEG / "test.zip")}
+    train = DATASETS["folder"](data, "train", 4000)
+    test = DATASETS["folder"]({**data, "root": str(CIFAR_JPEG / "test.zip")}, "train", 1000)
+    assert train.classes == test.classes  # the same class numbering in both zips
+    clf = train_classifier(train.images, train.labels, steps=200, seed=0, width=16, blocks=3, pool=4, flip=True)
+    assert clf.hparams["blocks"] == 3 and clf.hparams["in_channels"] == 3
+    acc = accuracy(clf, test.images, test.labels)
+    assert acc > 0.3, acc  # chance is 0.1
+    record = domain_metrics(clf, test.images[:500], test.images[500:], reference_labels=test.labels[500:])
+    assert record["classifier_accuracy"] == pytest.approx(accuracy(clf, test.images[500:], test.labels[500:]))
+    assert record["fd"] >= 0
+    path = tmp_path / "clf.pt"
+    save_classifier(clf, path)
+    again = load_classifier(path)
+    assert np.allclose(predict_proba(again, test.images[:32]), predict_proba(clf, test.images[:32]), atol=1e-6)
+    with pytest.raises(ValueError, match="labels"):
+        domain_metrics(clf, test.images[:10], test.images[10:20], reference_labels=test.labels[:5])
+
+
+def test_classifier_files_without_blocks_load_as_the_digit_classifier(digits, classifier, tmp_path) -> None:
+    """Files written before the classifier had `blocks` and `pool` are the digit one."""
+    blob = {"hparams": {k: v for k, v in classifier.hparams.items() if k not in ("blocks", "pool")},
+            "state_dict": classifier.state_dict()}
+    torch.save(blob, tmp_path / "old.pt")
+    old = load_classifier(tmp_path / "old.pt")
+    assert old.hparams["blocks"] == 2 and old.hparams["pool"] == 7
+    assert np.allclose(predict_proba(old, digits["test"][:32]), predict_proba(classifier, digits["test"][:32]))

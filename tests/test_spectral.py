@@ -217,3 +217,23 @@ def test_spectral_summary_is_plain_json() -> None:
     at = summary["ihdm"]["erased_frequency_at_level"]
     assert at["0.1"] >= at["0.5"] >= at["1"]
     assert [s["k"] for s in summary["ihdm"]["selected"]] == sorted({round(q * 20) for q in spectral.FIGURE_LEVELS})
+
+
+@pytest.mark.parametrize("alpha", [1.5, 2.0, 2.5, 3.0])
+def test_power_law_recovered_at_32_px_over_the_cifar_fit_range(alpha: float) -> None:
+    """The fit config/cifar10_jpeg.yaml states (range below JPEG's band, basis) recovers α
+    of 1/f^α fields at 32 × 32 cut from larger non-periodic ones, as its images are, and
+    spectral_summary records that range and basis."""
+    from pathlib import Path
+
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "config" / "cifar10_jpeg.yaml").read_text())
+    (fmin, fmax), basis = cfg["evaluate"]["spectral_fit"], cfg["evaluate"]["spectral_fit_basis"]
+    assert fmax < 0.25  # below the band the data's README warns of
+    x = power_law_images(128, 32, 32, alpha, seed=int(alpha * 10), crop_from=128)
+    summary = spectral.spectral_summary(x, {"K": 5}, {"T": 50}, fmin=fmin, fmax=fmax, fit_basis=basis)
+    fit = summary["fit"]
+    assert abs(fit["alpha"] - alpha) < 0.1
+    assert fit["basis"] == basis and fmin <= fit["fmin"] < fit["fmax"] <= fmax and fit["n_points"] >= 4
+    assert summary["basis"] == "dct"  # the curves stay in the heat equation's basis

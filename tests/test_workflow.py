@@ -128,7 +128,7 @@ CONFIG_JOBS = {
     "delta_sample": 6,
     "delta_evaluate": 6,
 }
-# the RGB paper configs: no classifier or domain metric, FID on (metrics per model fid,
+# the unlabelled RGB paper configs (ffhq, lsun_church): no classifier or domain metric, FID on (metrics per model fid,
 # nll, simplicity, memorization, smoothness; 12) against one reference file of the
 # training split; sweep 4 sizes x 2 models x 3 seeds = 24 points scored by FID and
 # memorization; data-efficiency figures fid and ratio_of_medians; IHDM's FID at 4 δ
@@ -141,20 +141,27 @@ PAPER_JOBS = {
     "delta_sample": 4,
     "delta_evaluate": 4,
 }
-# config/paper/mnist.yaml: the digit metrics and FID (14 metrics, 3 per sweep point)
-MNIST_PAPER_JOBS = {
+# the labelled paper configs (mnist, mnist_small, cifar10, afhq64, afhq256): the domain
+# metric (classifier) and FID (14 metrics, 3 per sweep point)
+LABELLED_PAPER_JOBS = {
     **PAPER_JOBS,
     "classifier": 1,
     "evaluate": 14,
     "sweep_evaluate": 72,
     "plot_data_efficiency": 3,
 }
+LABELLED_PAPER = ("mnist", "cifar10", "afhq")
 PLANNED_JOBS = {
     "config.yaml": (CONFIG_JOBS, 86),
     "test.yaml": (TEST_JOBS, 70),
-    **{f"paper/{p.name}": (PAPER_JOBS, 154) for p in PAPER_CONFIGS if not p.name.startswith("mnist")},
-    "paper/mnist.yaml": (MNIST_PAPER_JOBS, 182),
-    "paper/mnist_small.yaml": (MNIST_PAPER_JOBS, 182),  # the same DAG, a smaller network
+    # the CIFAR-10 JPEGs: as config/test.yaml (a zip with class folders, evaluate.domain)
+    # without a δ sweep
+    "cifar10_jpeg.yaml": (
+        {k: n for k, n in TEST_JOBS.items() if "delta" not in k},
+        63,
+    ),
+    **{f"paper/{p.name}": (PAPER_JOBS, 154) for p in PAPER_CONFIGS if not p.name.startswith(LABELLED_PAPER)},
+    **{f"paper/{p.name}": (LABELLED_PAPER_JOBS, 182) for p in PAPER_CONFIGS if p.name.startswith(LABELLED_PAPER)},
 }
 # the figures of config/test.yaml (results/test/figures/<name>.png and .pdf)
 TEST_FIGURES = [

@@ -5,9 +5,10 @@
   samples much closer to the training images than test images are).
 * ``interpolation_smoothness``: for each interpolation strip, the largest step between
   consecutive frames over the mean step (1 = perfectly even; large = a jump).
-* ``shared_state_statistics``: how much of the variation between samples is in the overall
-  colour/intensity layout (low frequencies) and how much in the detail — the numbers
-  behind "shared prior state keeps the colours, shared noise keeps the structure".
+* ``shared_state_statistics``: how much of the variation between samples is in the mean
+  colour, the coarse layout and the detail, and how alike their luminance-normalised
+  structure is (``structure_correlation``), beside random samples — the numbers behind
+  "shared prior state keeps the colours, shared noise keeps the structure".
 * ``mass_redistribution`` / ``function_simplicity``: property (c), "the forward process
   makes the learned function simple": per level, how much of the network's output changes
   the total mass (its spatial mean) and how large it is against its input, for IHDM's f_θ
@@ -80,18 +81,57 @@ def _lowpass(x: torch.Tensor, factor: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(coarse, size=x.shape[-2:], mode="nearest")
 
 
-def shared_state_statistics(samples: np.ndarray, factor: int = 7) -> dict:
-    """Between-sample variance of the mean colour, the coarse layout and the fine detail."""
+def structure_correlation(images: np.ndarray) -> float:
+    """Mean Pearson correlation, over all pairs of images, of their luminance-normalised
+    images: the luma (ITU-R 601 weights; the grey channel itself for one channel) minus its
+    mean, over its standard deviation. Independent of each image's mean colour, brightness
+    and contrast: 1 for one pattern in different colours, about 0 for unrelated patterns.
+    A flat image (no structure) counts as uncorrelated with every other."""
+    x = to_tensor(np.asarray(images)).double()
+    if x.shape[0] < 2:
+        raise ValueError(f"structure_correlation needs at least 2 images, got {x.shape[0]}")
+    if x.shape[1] == 3:
+        luma = torch.einsum("nchw,c->nhw", x, torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype))
+    else:
+        luma = x.mean(dim=1)
+    y = luma.flatten(1)
+    y = y - y.mean(dim=1, keepdim=True)
+    norm = y.norm(dim=1, keepdim=True)
+    z = torch.where(norm > 1e-9, y / norm.clamp_min(1e-12), torch.zeros_like(y))
+    corr = z @ z.T
+    n = corr.shape[0]
+    return float((corr.sum() - corr.diagonal().sum()) / (n * (n - 1)))
+
+
+def shared_state_statistics(samples: np.ndarray, factor: int = 7, reference: np.ndarray | None = None) -> dict:
+    """What a set of samples shares: the between-sample spread of the per-image mean colour
+    (``mean_colour_std``: the std over samples, averaged over channels, in [0, 1] units),
+    of the coarse layout and of the fine detail, and the ``structure_correlation`` of their
+    luminance-normalised images. IHDM's shared prior state keeps the mean colour (small
+    spread) and varies the shape (correlation near random sampling's); shared noise keeps
+    the structure (high correlation) and varies the colour. ``reference``: samples drawn
+    at random from the same model, whose two numbers are given beside, with the ratios."""
     x = to_tensor(np.asarray(samples))
     mean_colour = x.mean(dim=(2, 3))  # (N, C)
     coarse = _lowpass(x, factor)
     fine = x - coarse
-    return {
+    out = {
         "mean_colour_std": float(mean_colour.std(0).mean()),
+        "structure_correlation": structure_correlation(samples),
         "coarse_layout_std": float(coarse.std(0).mean()),
         "fine_detail_std": float(fine.std(0).mean()),
         "n_samples": int(len(x)),
     }
+    if reference is not None:
+        ref_colour = float(to_tensor(np.asarray(reference)).mean(dim=(2, 3)).std(0).mean())
+        out.update({
+            "random_mean_colour_std": ref_colour,
+            "random_structure_correlation": structure_correlation(reference),
+            # below 1: the samples share their mean colour more than random samples do
+            "mean_colour_std_ratio": out["mean_colour_std"] / max(ref_colour, 1e-12),
+            "n_random": int(len(reference)),
+        })
+    return out
 
 
 def mass_redistribution(inputs: torch.Tensor, outputs: torch.Tensor) -> dict:

@@ -56,8 +56,12 @@ GPU = int(config["device"] == "cuda")
 # through torchrun inside the job, one per GPU with device cuda (gloo workers on the CPU);
 # the job asks for that many GPUs and threads, on one node.
 TRAIN_PROCESSES = config["train"]["processes"]
-# The domain metric needs a digit classifier: MNIST data sets only.
-DIGITS = config["data"]["dataset"] in ("mnist5k", "mnist")
+# The domain metric needs a classifier trained on labels: on for the labelled data sets
+# unless evaluate.domain says otherwise (true for a folder or zip with class folders).
+LABELLED_DATASETS = ("mnist5k", "mnist", "cifar10", "afhq")
+DOMAIN = config["evaluate"]["domain"]
+if DOMAIN is None:
+    DOMAIN = config["data"]["dataset"] in LABELLED_DATASETS
 FID = config["evaluate"]["fid"]
 # One file of FID reference statistics per experiment (the split evaluate.fid_reference
 # names; the whole split, whatever data.train_size), shared by every FID job.
@@ -342,9 +346,10 @@ METRICS = {
         mem_mb=4000,
         runtime=60,
     ),
-    # emergent_<variant>: the statistics of a shared-state variant's samples
+    # emergent_<variant>: the statistics of a shared-state variant's samples, beside
+    # those of the model's random samples (reference)
     "emergent": dict(
-        inputs=("samples",), keys=(), torch=False, mem_mb=2000, runtime=30
+        inputs=("samples", "reference"), keys=(), torch=False, mem_mb=2000, runtime=30
     ),
 }
 # the {metric} wildcard: a metric's name, emergent_<variant> for the emergent one
@@ -353,7 +358,7 @@ METRIC_WILDCARDS = [m for m in METRICS if m != "emergent"] + [
 ]
 # Sweep points score these; their seed and data.train_size come from the point's path.
 SWEEP_METRICS = (
-    (["domain"] if DIGITS else []) + (["fid"] if FID else []) + ["memorization"]
+    (["domain"] if DOMAIN else []) + (["fid"] if FID else []) + ["memorization"]
 )
 SWEEP_OWN_KEYS = {"seed", "data.train_size"}
 
@@ -372,6 +377,7 @@ def metric_inputs(wildcards, samples=None):
     files = {
         "samples": samples
         or f"results/{wildcards.exp}/samples/{wildcards.model}/{variant}_seed{SEED}.npz",
+        "reference": f"results/{wildcards.exp}/samples/{wildcards.model}/random_seed{SEED}.npz",
         "classifier": f"results/{wildcards.exp}/classifier/classifier.pt",
         "checkpoint": f"results/{wildcards.exp}/models/{wildcards.model}/final.pt",
         "data": TRAIN_DATA,
@@ -415,7 +421,7 @@ def metric_resource(resource):
 def metric_files():
     files = []
     for model in MODELS:
-        metrics = (["domain"] if DIGITS else []) + (["fid"] if FID else [])
+        metrics = (["domain"] if DOMAIN else []) + (["fid"] if FID else [])
         metrics += ["nll", "simplicity", "memorization"]
         if "interpolate" in variants_of(model):
             metrics.append("smoothness")
@@ -467,7 +473,7 @@ def sweep_metric_files():
 # metric: FID when evaluate.fid, else the domain FD (digits); none otherwise.
 DELTA_SWEEP = config["workflow"]["delta_sweep"]
 DELTA_MODELS = [m for m in MODELS if "heat.delta" in sampling_keys(m)]
-DELTA_METRIC = "fid" if FID else ("domain" if DIGITS else None)
+DELTA_METRIC = "fid" if FID else ("domain" if DOMAIN else None)
 DELTA_COLUMN = {"fid": "fid", "domain": "fd", None: None}[DELTA_METRIC]
 DELTA_ON = bool(DELTA_SWEEP and DELTA_MODELS and DELTA_METRIC)
 DELTA_POINT = "results/{exp}/delta/{model}/delta~{delta}"
@@ -506,7 +512,7 @@ def delta_table_files():
 def paper_comparison_inputs():
     """The metric files behind the paper-vs-ours table: the sample metric and the NLL of
     each model."""
-    metrics = (["domain"] if DIGITS else []) + (["fid"] if FID else []) + ["nll"]
+    metrics = (["domain"] if DOMAIN else []) + (["fid"] if FID else []) + ["nll"]
     return [
         f"{RESULTS}/metrics/{m}/{metric}.json" for m in MODELS for metric in metrics
     ]
@@ -516,7 +522,7 @@ def paper_comparison_inputs():
 SPECTRA = ["data"] + (["photographs"] if config["workflow"]["photographs"] else [])
 # Data-efficiency figures: one per column of the sweep table (the metric JSONs' keys).
 SWEEP_COLUMNS = (
-    (["fd"] if DIGITS else []) + (["fid"] if FID else []) + ["ratio_of_medians"]
+    (["fd"] if DOMAIN else []) + (["fid"] if FID else []) + ["ratio_of_medians"]
 )
 
 

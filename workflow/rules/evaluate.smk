@@ -21,7 +21,13 @@ rule classifier:
         runtime=60,
     params:
         config=CONFIG_FILE,
-        settings=settings("seed", "evaluate.classifier_steps"),
+        settings=settings(
+            "seed",
+            "evaluate.classifier_steps",
+            "evaluate.classifier_width",
+            "evaluate.classifier_blocks",
+            "evaluate.classifier_flip",
+        ),
         code=code("classifier"),
     shell:
         "ihdm classifier {params.config:q} --data {input.data:q} --test {input.test:q}"

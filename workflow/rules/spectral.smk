@@ -32,6 +32,8 @@ rule spectral:
             "ddpm.beta_start",
             "ddpm.beta_end",
             "workflow.photographs",
+            "evaluate.spectral_fit",
+            "evaluate.spectral_fit_basis",
         ),
         code=code("spectral"),
     shell:
