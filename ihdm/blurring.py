@@ -279,7 +279,7 @@ class BlurringDiffusion:
         u_t, eps_u = self.dct(x_t), self.dct(eps)
         if sampler == "ancestral":
             post = self.posterior(t, s)
-            mean = (u_t - self._table(post["c_eps"], u_t) * eps_u) / self._table(post["alpha_ts"], u_t)
+            mean = u_t / self._table(post["alpha_ts"], u_t) - self._table(post["c_eps"], u_t) * eps_u
             if s > 0:
                 z = _randn(x_t.shape, generator, x_t)
                 mean = mean + self._table(np.sqrt(post["var"]), u_t) * self.dct(z)
@@ -394,6 +394,10 @@ class BlurringDiffusion:
           also ``bits_per_dim``), or its density on dequantised data y = (255u + U)/256
           less N ln 2 for dx/dy (``bpd_dequantised``, which adds the 8 bits/dim of the
           dequantisation as its own term; the KL terms are evaluated on y too).
+
+        The weight of L_{i−1} at a frequency is (SNR_{i−1}/SNR_i − 1)/2, and the blur makes
+        that ratio large where a frequency is being erased (exp(−λ Δτ) per level): the bound
+        is valid at any T but loose for small T, far looser than DDPM's at the same T.
         """
         t_stride = self.nll_t_stride if t_stride is None else int(t_stride)
         if t_stride < 1:
