@@ -249,11 +249,11 @@ def cmd_spectral(args) -> None:
     cfg = _config(args)
     images = load_images(args.data)[0]
     out = {"metric": "spectral", "experiment": cfg["experiment"],
-           "data": spectral_summary(images, cfg["heat"], cfg["ddpm"])}
+           "data": spectral_summary(images, cfg["heat"], cfg["ddpm"], cfg["blurring"])}
     if cfg["workflow"]["photographs"]:
         size = max(64, cfg["data"]["resolution"])
         photos = natural_photographs(size, 3)
-        out["photographs"] = spectral_summary(photos, cfg["heat"], cfg["ddpm"])
+        out["photographs"] = spectral_summary(photos, cfg["heat"], cfg["ddpm"], cfg["blurring"])
         out["photographs"]["size"] = size
         out["photographs"]["count"] = len(photos)
     out["config"] = cfg

@@ -329,3 +329,22 @@ def test_cli_train_sample_and_nll(tmp_path, mnist_npz):
     # (4 steps at T = 20: the bound is loose, the network near zero; see BlurringDiffusion.nll)
     assert nll["model"] == "blurring" and 0 < nll["bits_per_dim"] < math.inf
     assert set(nll["terms_bits_per_dim"]) == {"L_T", "L_intermediate", "L_0"}
+
+
+def test_erased_frequency_curve_of_blurring_diffusion():
+    """Without blur the curve is the noise-only one (floor σ²/(a²·4) against the data PSD);
+    with blur every level erases at or below it, and strictly below somewhere."""
+    from ihdm import spectral
+
+    freqs = np.linspace(1 / 56, 0.5, 28)
+    psd = 1e-3 * freqs**-2.0
+    level, sharp = spectral.erased_frequency_blurring(freqs, psd, {"T": 200, "blur_sigma_max": 0.0})
+    a, s = BlurringDiffusion(4, 4, T=200).a[1:], BlurringDiffusion(4, 4, T=200).sigma[1:]
+    assert np.allclose(level, np.arange(1, 201) / 200)
+    assert np.allclose(sharp, spectral.erased_frequency(freqs, psd, s**2 / (4 * a**2)))
+    _, blurred = spectral.erased_frequency_blurring(freqs, psd, {"T": 200, "blur_sigma_max": 20.0})
+    assert np.all(blurred <= sharp + 1e-12) and np.any(blurred < 0.5 * sharp)
+    assert np.all(np.diff(blurred) <= 1e-12)  # never increases with the level
+    summary = spectral.spectral_summary(np.random.default_rng(0).random((4, 16, 16, 1)), blurring={"T": 50})
+    assert len(summary["blurring"]["level"]) == 50 and "blurring" not in spectral.spectral_summary(
+        np.random.default_rng(0).random((4, 16, 16, 1)))
