@@ -73,6 +73,10 @@ def cmd_describe(args) -> None:
                 "schedule": {"type": dd["schedule"], "beta_start": dd["beta_start"],
                              "beta_end": dd["beta_end"]},
             },
+            "blurring": {
+                "parameters": count_parameters(build_unet(cfg, "blurring")),
+                **cfg["blurring"],
+            },
         },
         "unet": cfg["unet"],
         "train": {k: cfg["train"][k] for k in ("steps", "batch_size", "lr", "ema_decay")},
