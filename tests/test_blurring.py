@@ -15,7 +15,7 @@ import scipy.fft
 import torch
 from torch import nn
 
-from ihdm.blurring import BlurringDiffusion
+from ihdm.blurring import ROW_SEED_STRIDE, BlurringDiffusion
 from ihdm.config import ConfigError
 from ihdm.unet import build_unet
 
@@ -165,7 +165,7 @@ def test_an_untrained_network_samples_the_spectrum_its_chain_predicts():
     want = np.ones((8, 8))
     with torch.inference_mode():
         for t, s in zip(levels[:-1], levels[1:]):
-            x = p.step(net, x, t, s, "ancestral", g)
+            x = p.step(net, x, t, s, "ancestral", g, clip=False)
             post = p.posterior(t, s)
             want = want / post["alpha_ts"] ** 2 + post["var"]
     power = (_dct(x) ** 2).mean(axis=(0, 1))
@@ -287,9 +287,11 @@ def test_sampling_is_seeded_and_its_variants(mnist_images):
     rows = p.sample(net, 2, (1, 16, 16), seed=0, variant="interpolate")
     frames = cfg["sample"]["interpolation_frames"]
     assert rows["images"].shape == (2 * frames, 1, 16, 16) and rows["trajectory"] is None
-    strip = rows["images"][:frames].flatten(1)
-    steps = (strip[1:] - strip[:-1]).norm(dim=1)
-    assert (strip[-1] - strip[0]).norm() > steps.max()  # the ends differ more than neighbours
+    # row 1's ends are deterministic DDIM samples from its two start noises
+    ends = torch.randn((2, 1, 16, 16), generator=torch.Generator().manual_seed(0 * ROW_SEED_STRIDE + 1))
+    direct = p.sample(net, 2, (1, 16, 16), sampler="ddim", x_T=ends)["images"]
+    assert torch.allclose(rows["images"][frames], direct[0], atol=1e-6)
+    assert torch.allclose(rows["images"][2 * frames - 1], direct[1], atol=1e-6)
     for variant in ("shared-prior", "shared-noise", "nonsense"):
         with pytest.raises(ConfigError, match="blurring diffusion supports"):
             p.sample(net, 2, (1, 16, 16), variant=variant)
@@ -348,3 +350,39 @@ def test_erased_frequency_curve_of_blurring_diffusion():
     summary = spectral.spectral_summary(np.random.default_rng(0).random((4, 16, 16, 1)), blurring={"T": 50})
     assert len(summary["blurring"]["level"]) == 50 and "blurring" not in spectral.spectral_summary(
         np.random.default_rng(0).random((4, 16, 16, 1)))
+
+
+def test_short_chains_space_their_levels_by_the_change_of_log_alpha():
+    p = BlurringDiffusion(28, 28, T=1000)
+    assert p.levels(1000) == list(range(1000, -1, -1))
+    for steps in (20, 100):
+        lv = p.levels(steps)
+        assert lv[0] == 1000 and lv[-1] == 0 and len(lv) == steps + 1 and lv == sorted(lv, reverse=True)
+        log_alpha = np.log(np.stack([p.alpha(i) for i in lv]))
+        worst = np.abs(np.diff(log_alpha, axis=0)).max()
+        even = np.round(np.linspace(1000, 0, steps + 1)).astype(int)
+        log_even = np.log(np.stack([p.alpha(i) for i in even]))
+        assert worst < np.abs(np.diff(log_even, axis=0)).max()
+
+
+def test_clipping_keeps_the_step_in_range_and_is_ddpms_at_the_last_step():
+    """With ε̂ = 0 (untrained U-Net) the unclipped prediction û_0 = u_t/α_t is huge; the
+    clipped step uses V(d_s ⊙ û_0) clamped to [-1, 1]. At s = 0 (d = 1, σ_0 = 0) the step
+    returns clamp(x̂_0), DDPM's clipped x̂_0."""
+    cfg = tiny_config(data__resolution=8)
+    p = BlurringDiffusion(8, 8, T=10, blur_sigma_max=2.0)
+    torch.manual_seed(0)
+    net = build_unet(cfg, "blurring")
+    x = torch.randn((4, 1, 8, 8), generator=torch.Generator().manual_seed(0)) * 3
+    with torch.inference_mode():
+        last = p.step(net, x, 1, 0, "ancestral", None, clip=True)
+        x0_hat = p.idct(p.dct(x.double()) / torch.as_tensor(p.alpha(1)))
+        assert torch.allclose(last.double(), x0_hat.clamp(-1, 1), atol=1e-6)
+        assert float(last.abs().max()) <= 1 + 1e-6
+        unclipped = p.step(net, x, 1, 0, "ancestral", None, clip=False)
+        assert torch.allclose(unclipped.double(), x0_hat, atol=1e-5) and float(unclipped.abs().max()) > 1.5
+        # mid-chain: the clipped and unclipped means agree when the prediction is in range
+        small = torch.zeros((2, 1, 8, 8))
+        g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+        assert torch.allclose(p.step(net, small, 6, 3, "ancestral", g1, clip=True),
+                              p.step(net, small, 6, 3, "ancestral", g2, clip=False), atol=1e-6)
