@@ -321,8 +321,7 @@ class BlurringDiffusion:
     def levels(self, steps: int) -> list[int]:
         """Descending levels T = l_0 > ... > l_steps = 0 visited by a sampler with ``steps``
         steps (all levels when steps = T). Fewer steps are spaced evenly in the cumulative
-        largest per-frequency change of log α (ours, not the paper's, which samples every
-        level): where the blur erases a band quickly the levels are dense, so that no step
+        largest per-frequency change of log α (ours): where the blur erases a band quickly the levels are dense, so that no step
         multiplies a frequency's scale by much more than the others do. Evenly spaced levels
         made steps of ×150 in α at 20 steps on 28 px digits, this spacing ×7.6."""
         if not 1 <= steps <= self.T:
