@@ -312,7 +312,9 @@ class BlurringDiffusion:
                 mean = mean + self._table(np.sqrt(post["var"]), u_t) * self.dct(z)
             return self.idct(mean).to(x_t.dtype)
         # DDIM, eta = 0: u_s = α_s û_0 + σ_s ε̂ with û_0 = (u_t − σ_t ε̂)/α_t
-        if clip:
+        if clip:  # ε recomputed from the clipped prediction, as DDPM's DDIM does from its clipped x̂_0
+            d_ratio = self._table((self.alpha(t) / self.a[t]) / (self.alpha(s) / self.a[s]), u_t)  # d_t/d_s <= 1
+            eps_u = (u_t - float(self.a[t]) * d_ratio * blurred) / sig_t
             u_s = float(self.a[s]) * blurred + sig_s * eps_u
         else:
             u_s = self._table(self.alpha(s) / self.alpha(t), u_t) * (u_t - sig_t * eps_u) + sig_s * eps_u

@@ -386,3 +386,8 @@ def test_clipping_keeps_the_step_in_range_and_is_ddpms_at_the_last_step():
         g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
         assert torch.allclose(p.step(net, small, 6, 3, "ancestral", g1, clip=True),
                               p.step(net, small, 6, 3, "ancestral", g2, clip=False), atol=1e-6)
+        # and DDIM's ε, recomputed from the clipped prediction, is then the network's own
+        assert torch.allclose(p.step(net, small, 6, 3, "ddim", None, clip=True),
+                              p.step(net, small, 6, 3, "ddim", None, clip=False), atol=1e-6)
+        assert float(p.step(net, x, 6, 3, "ddim", None, clip=True).abs().max()) < float(
+            p.step(net, x, 6, 3, "ddim", None, clip=False).abs().max())
