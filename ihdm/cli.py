@@ -74,6 +74,10 @@ def cmd_describe(args) -> None:
                 "schedule": {"type": dd["schedule"], "beta_start": dd["beta_start"],
                              "beta_end": dd["beta_end"]},
             },
+            "blurring": {
+                "parameters": count_parameters(build_unet(cfg, "blurring")),
+                **cfg["blurring"],
+            },
         },
         "unet": cfg["unet"],
         "train": {k: cfg["train"][k] for k in ("steps", "batch_size", "lr", "ema_decay")},
@@ -317,12 +321,12 @@ def cmd_spectral(args) -> None:
     fmin, fmax = fit or (None, None)
     images = load_images(args.data)[0]
     out = {"metric": "spectral", "experiment": cfg["experiment"],
-           "data": spectral_summary(images, cfg["heat"], cfg["ddpm"], fmin=fmin, fmax=fmax,
+           "data": spectral_summary(images, cfg["heat"], cfg["ddpm"], cfg["blurring"], fmin=fmin, fmax=fmax,
                                     fit_basis=cfg["evaluate"]["spectral_fit_basis"])}
     if cfg["workflow"]["photographs"]:
         size = max(64, cfg["data"]["resolution"])
         photos = natural_photographs(size, 3)
-        out["photographs"] = spectral_summary(photos, cfg["heat"], cfg["ddpm"])
+        out["photographs"] = spectral_summary(photos, cfg["heat"], cfg["ddpm"], cfg["blurring"])
         out["photographs"]["size"] = size
         out["photographs"]["count"] = len(photos)
         if fit is not None:  # the photographs' α over the data's band and basis too

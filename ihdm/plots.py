@@ -63,7 +63,8 @@ STYLE: dict[str, Any] = {
 }
 """Matplotlib settings shared by every figure."""
 
-COLORS: dict[str, str] = {"ihdm": "#1f5fa8", "ddpm": "#c0392b", "data": "#222222", "fit": "#7f7f7f"}
+COLORS: dict[str, str] = {"ihdm": "#1f5fa8", "ddpm": "#c0392b", "blurring": "#2e8b57", "data": "#222222",
+                          "fit": "#7f7f7f"}
 """One colour per model (and for data and fits), the same in every figure."""
 
 Paths = tuple[Path, Path]
@@ -325,7 +326,7 @@ def erased_frequency_figure(
         level, fe = np.asarray(level, dtype=float), np.asarray(fe, dtype=float)
         if level.shape != fe.shape or level.ndim != 1:
             raise PlotError(f"curve '{label}': level and frequency must be 1-D of equal length")
-        key = "ddpm" if "ddpm" in label.lower() else "ihdm" if "ihdm" in label.lower() else None
+        key = next((k for k in ("ddpm", "ihdm", "blurring") if k in label.lower()), None)
         ax.semilogy(level, fe, label=label, color=COLORS.get(key) if key else None)
     _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("normalised level (t/T, k/K)")
@@ -338,13 +339,17 @@ def erased_frequency_figure(
 
 
 def erased_frequency_figure_from_summary(summary: Mapping[str, Any], path: str | Path, title: str | None = None) -> Paths:
-    """:func:`erased_frequency_figure` of the DDPM and IHDM curves in a spectral summary."""
+    """:func:`erased_frequency_figure` of the DDPM, IHDM (and blurring diffusion) curves in
+    a spectral summary."""
     try:
         dd, ih = summary["ddpm"], summary["ihdm"]
         curves = {
             f"DDPM ({dd['schedule']}, T={dd['T']})": (dd["level"], dd["erased_frequency"]),
             f"IHDM (K={ih['K']}, σ={ih['sigma']:g})": (ih["level"], ih["erased_frequency"]),
         }
+        if "blurring" in summary:  # summaries written before the third model have no curve
+            bl = summary["blurring"]
+            curves[f"Blurring (σ_B,max={bl['blur_sigma_max']:g})"] = (bl["level"], bl["erased_frequency"])
     except KeyError as exc:
         raise PlotError(f"spectral summary lacks key {exc}") from None
     return erased_frequency_figure(curves, path, title=title)

@@ -22,6 +22,10 @@ Conventions (one place):
   t = 1..T here (normalised level t/T); :mod:`ihdm.ddpm`'s network index is t − 1.
 - Heat (IHDM): F(t_k) multiplies the power at λ by exp(−2λ t_k), t_k = σ_B,k²/2, and
   q(u_k | u_0) adds the flat floor σ².
+- Blurring diffusion (Hoogeboom & Salimans; :mod:`ihdm.blurring`): at time t each
+  frequency's signal is scaled by a_t·d_t(f), d_t(f) = (1 − d_min) exp(−λ(f) τ_t) + d_min,
+  and noised with σ_t; on the [0, 1] scale (data_scale 2, as DDPM) the attenuated spectrum
+  d_t(f)²·PSD(f) meets the flat floor σ_t²/(a_t² · data_scale²). Levels t = i/T, i = 1..T.
 - Erased frequency at a level: the lowest frequency at which the (attenuated) data PSD
   falls below the noise floor, located by log-log interpolation between the last bin above
   and the first bin below. It is capped to the resolved band: the lowest bin when every bin
@@ -59,6 +63,7 @@ __all__ = [
     "erased_frequency",
     "erased_frequency_ddpm",
     "erased_frequency_ihdm",
+    "erased_frequency_blurring",
     "spectral_summary",
 ]
 
@@ -357,6 +362,33 @@ def erased_frequency_ihdm(
     return lv, erased_frequency(freqs, attenuated_psd(freqs, psd, t), np.full(t.size, sigma**2))
 
 
+def erased_frequency_blurring(
+    freqs: Any, psd: Any, blurring: Mapping[str, Any] | None = None, data_scale: float = 2.0,
+    levels: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(level, f_erased) of blurring diffusion (a ``blurring`` config section: T,
+    blur_sigma_max, min_scale, logsnr_min, logsnr_max) at ``levels`` evenly spaced levels
+    t = i/T (all T by default): where d_t(f)²·PSD(f) falls below σ_t²/(a_t²·data_scale²)."""
+    from ihdm.blurring import blur_times, frequency_scaling, noise_schedule
+
+    b = dict(blurring or {})
+    T = int(b.get("T", 1000))
+    if T < 1:
+        raise SpectralError(f"blurring.T must be at least 1, got {T}")
+    if data_scale <= 0:
+        raise SpectralError(f"data_scale must be positive, got {data_scale}")
+    i = np.unique(np.round(np.linspace(1, T, min(T, levels or T))).astype(int))
+    t = i / T
+    try:
+        a, sigma = noise_schedule(t, float(b.get("logsnr_min", -10.0)), float(b.get("logsnr_max", 10.0)))
+    except ValueError as exc:
+        raise SpectralError(str(exc)) from None
+    tau = blur_times(t, float(b.get("blur_sigma_max", 20.0)))
+    d = frequency_scaling(laplacian_eigenvalue(freqs), tau, float(b.get("min_scale", 0.001)))
+    spectra = d**2 * np.asarray(psd, dtype=np.float64)
+    return t, erased_frequency(freqs, spectra, sigma**2 / (a**2 * data_scale**2) * WHITE_NOISE_PSD)
+
+
 # ---------------------------------------------------------------------------- summary
 
 
@@ -383,6 +415,7 @@ def spectral_summary(
     images: Any,
     heat: Mapping[str, Any] | None = None,
     ddpm: Mapping[str, Any] | None = None,
+    blurring: Mapping[str, Any] | None = None,
     *,
     fmin: float | None = None,
     fmax: float | None = None,
@@ -395,10 +428,11 @@ def spectral_summary(
     """Everything the spectral figures and the results JSON need, as plain numbers and lists.
 
     ``heat`` and ``ddpm`` are the config sections (keys K, blur_sigma_min, blur_sigma_max,
-    sigma; T, schedule, beta_start, beta_end). The fit range defaults to
-    :func:`default_fit_range`, ``data_scale`` to :func:`ddpm_data_scale`. The power law is
-    fitted to the PSD in ``fit_basis`` (default: ``basis``); the fit records its range and
-    basis. On 32-pixel images the DCT estimate of α is about 0.1 low, the periodogram's is
+    sigma; T, schedule, beta_start, beta_end); ``blurring``, when given, adds blurring
+    diffusion's curve (:func:`erased_frequency_blurring`, at most 1000 levels). The fit range
+    defaults to :func:`default_fit_range`, ``data_scale`` to :func:`ddpm_data_scale`. The power
+    law is fitted to the PSD in ``fit_basis`` (default: ``basis``); the fit records its range
+    and basis. On 32-pixel images the DCT estimate of α is about 0.1 low, the periodogram's is
     not (benchmarks/README.md, "Power-law fit").
     """
     heat = dict(heat or {})
@@ -423,6 +457,17 @@ def spectral_summary(
     dd_level, dd_f = erased_frequency_ddpm(freqs, psd, abar, data_scale)
     floors = ddpm_noise_floor(abar, data_scale)
 
+    extra = {}
+    if blurring is not None:
+        bl_level, bl_f = erased_frequency_blurring(freqs, psd, blurring, data_scale, levels=1000)
+        extra["blurring"] = {
+            "T": int(dict(blurring).get("T", 1000)),
+            "blur_sigma_max": float(dict(blurring).get("blur_sigma_max", 20.0)),
+            "min_scale": float(dict(blurring).get("min_scale", 0.001)),
+            "level": bl_level.tolist(),
+            "erased_frequency": bl_f.tolist(),
+            **_curve_summary(bl_level, bl_f),
+        }
     dd_sel = sorted({_nearest(dd_level, q) for q in figure_levels})
     ih_sel = sorted({_nearest(ih_level, q) for q in figure_levels})
     return {
@@ -462,4 +507,5 @@ def spectral_summary(
                 for k in ih_sel
             ],
         },
+        **extra,
     }

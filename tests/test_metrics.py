@@ -231,11 +231,10 @@ def test_fid_cli_scores_against_the_reference_split_it_records(tmp_path, digits)
     (the training split by default, as the authors); `ihdm evaluate --metric fid` scores
     against that file and its JSON says which split, how many images and which file."""
 
-    class FakeInception(nn.Module):  # clean-fid's layout; 2048 features from an 8x8 pool
-        def __init__(self) -> None:
+    class FakeInception(nn.Module):  # clean-fid's layout: 2048 features, 48 of them a 4x4 pool
+        def __init__(self) -> None:  # (zeros elsewhere keep the 2048-d matrix square root quick)
             super().__init__()
-            torch.manual_seed(0)
-            self.layers = nn.Sequential(nn.AdaptiveAvgPool2d(8), nn.Conv2d(3, 2048, 8), nn.Flatten())
+            self.layers = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.ConstantPad1d((0, 2000), 0.0))
 
         def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
             return self.layers(x)
@@ -252,7 +251,6 @@ def test_fid_cli_scores_against_the_reference_split_it_records(tmp_path, digits)
     ref = tmp_path / "metrics" / "fid_reference.npz"
     assert main(["fid-reference", str(config), "--data", str(train), "--out", str(ref), *opts]) == 0
     scores = {}
-    # (each FID is a 2048 x 2048 matrix square root: two of them)
     for name, images in {"train": digits["train"][:300], "blurred": blurred(digits["test"][:300], 2.0)}.items():
         as_float = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
         samples = tmp_path / f"samples_{name}.npz"

@@ -38,8 +38,9 @@ def test_every_model_implements_the_interface(name):
 
 
 def test_models_come_from_the_model_modules():
-    assert set(provenance.models()) == {"ihdm", "ddpm"}
+    assert set(provenance.models()) == {"ihdm", "ddpm", "blurring"}
     assert provenance.models()["ihdm"]["module"] == "ihdm.inverse_heat"
+    assert provenance.models()["blurring"]["module"] == "ihdm.blurring"
     from ihdm.cli import build_parser
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]

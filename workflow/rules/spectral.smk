@@ -1,6 +1,6 @@
 """Spectral analysis: radially averaged PSD of the training images (and of the natural
 photographs when workflow.photographs), its power-law fit, and the frequencies each DDPM
-noise level and each IHDM blur level erases."""
+noise level, each IHDM blur level and each level of blurring diffusion erase."""
 
 
 rule spectral:
@@ -31,6 +31,11 @@ rule spectral:
             "ddpm.schedule",
             "ddpm.beta_start",
             "ddpm.beta_end",
+            "blurring.T",
+            "blurring.blur_sigma_max",
+            "blurring.min_scale",
+            "blurring.logsnr_min",
+            "blurring.logsnr_max",
             "workflow.photographs",
             "evaluate.spectral_fit",
             "evaluate.spectral_fit_basis",
