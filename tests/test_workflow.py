@@ -241,7 +241,7 @@ def test_paper_configs_plan_fid_against_one_training_split_reference() -> None:
     assert len(refs) == 1 and "--data resources/cifar10/32px/train.npz" in refs[0], refs
     ref_file = "results/paper_cifar10/metrics/fid_reference.npz"
     assert f"--out {ref_file}" in refs[0]
-    fids = [c for c in commands if "--metric fid" in c]
+    fids = [c for c in commands if c.startswith("ihdm evaluate") and "--metric fid " in c]
     assert len(fids) == 2 + 24 + 4
     assert all(f"--ref-stats {ref_file}" in c for c in fids)
     cfg = yaml.safe_load((REPO / "config" / "paper" / "cifar10.yaml").read_text())
