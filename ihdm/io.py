@@ -13,6 +13,7 @@ import os
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -130,12 +131,19 @@ def collect_metrics(paths: list[str | Path], out_csv: str | Path, keys: tuple[st
             row[key] = node
         _scalars("", record, row)
         rows.append(row)
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
+    return write_csv(out_csv, rows)
+
+
+def write_csv(path: str | Path, rows: list[dict], columns: Sequence[str] | None = None) -> list[dict]:
+    """Write dict rows as one CSV, atomically; ``columns`` default to every key in order of
+    first appearance (a row without a key leaves its cell empty)."""
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns += [c for c in row if c not in columns]
     buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer = csv.DictWriter(buf, fieldnames=list(columns))
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(out_csv, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
     return rows

@@ -10,12 +10,10 @@ data as it is: Ho et al.'s protocol for DDPM, this project's default).
 
 from __future__ import annotations
 
-import csv
-import io as _io
 import json
 from pathlib import Path
 
-from .io import InputFileError, atomic_write_text
+from .io import InputFileError, write_csv
 
 # (data.dataset, data.resolution, model, quantity) -> (value, source)
 PAPER_VALUES: dict[tuple[str, int, str, str], tuple[float, str]] = {
@@ -85,10 +83,4 @@ def comparison_rows(metric_files: list[str | Path], config_path: str | Path) -> 
 
 
 def write_comparison(metric_files: list[str | Path], config_path: str | Path, out_csv: str | Path) -> list[dict]:
-    rows = comparison_rows(metric_files, config_path)
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out_csv, buf.getvalue())
-    return rows
+    return write_csv(out_csv, comparison_rows(metric_files, config_path), COLUMNS)
