@@ -389,7 +389,7 @@ def cmd_plot(args) -> None:
         with open(one()) as fh:  # the table mixes metrics: keep the rows that have this one
             rows = [r for r in csv.DictReader(fh) if r.get(args.metric) not in ("", None)]
         plots.data_efficiency_figure(rows, out, metric=args.metric, title=title)
-    elif fig == "delta-sweep":  # the δ sweep's table (ihdm collect --keys heat.delta)
+    elif fig == "delta-sweep":  # the δ sweep's table (ihdm collect --key heat.delta)
         with open(one()) as fh:
             rows = [r for r in csv.DictReader(fh) if r.get(args.metric) not in ("", None)]
         best = plots.delta_sweep_figure(rows, out, metric=args.metric, title=title)
@@ -514,8 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("collect", cmd_collect, "gather metric JSON files into one CSV table")
     sp.add_argument("--out", required=True, help="output CSV")
     sp.add_argument("inputs", nargs="+", help="metric JSON files")
-    sp.add_argument("--keys", nargs="+", default=[], metavar="KEY",
-                    help="also a column per dotted config key of the files' records (e.g. heat.delta)")
+    sp.add_argument("--key", action="append", default=[], dest="keys", metavar="KEY",
+                    help="also a column for this dotted config key of the files' records (e.g. "
+                         "heat.delta); repeat for more")
 
     sp = add("compare", cmd_compare, "the paper's reported values beside this run's (CSV), "
              "with the protocol of each row")

@@ -63,6 +63,9 @@ def test_delta_sweep_table_and_figure_mark_the_best_delta(tmp_path) -> None:
     table = tmp_path / "delta.csv"
     rows = collect_metrics(files, table, keys=("heat.delta",))
     assert [r["heat.delta"] for r in rows] == [0.01, 0.0125, 0.02]
+    # as the workflow's delta_table rule calls it: the key option, then the files
+    assert main(["collect", "config/test.yaml", "--out", str(table), "--key", "heat.delta", *map(str, files)]) == 0
+    assert [r["heat.delta"] for r in csv.DictReader(table.open())] == ["0.01", "0.0125", "0.02"]
     from ihdm import plots
 
     best = plots.delta_sweep_figure(list(csv.DictReader(table.open())), tmp_path / "fig", metric="fd")

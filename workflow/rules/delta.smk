@@ -51,4 +51,4 @@ use rule metrics_table as delta_table with:
         "results/{exp}/benchmarks/delta/delta_sweep.tsv"
     localrule: True
     params:
-        options="--keys heat.delta",
+        options="--key heat.delta",
