@@ -262,7 +262,7 @@ use rule * from ihdm
 def module_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """config/test.yaml run to the end by a project in another folder that imports the
     workflow as a Snakemake module. To keep it short: IHDM only, three variants, one sweep
-    point and the data's spectrum (the complete DAG runs in tests/test_workflow.py)."""
+    point, three δ and the data's spectrum (the complete DAG runs in tests/test_workflow.py)."""
     from test_workflow import _copy_workflow, snakemake
 
     tmp = tmp_path_factory.mktemp("module")
@@ -272,7 +272,8 @@ def module_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = yaml.safe_load((source / "config" / "test.yaml").read_text())
     cfg["workflow"] = {**cfg["workflow"], "models": ["ihdm"], "photographs": False,
                        "variants": ["random", "shared-prior", "interpolate"],
-                       "sweep_sizes": cfg["workflow"]["sweep_sizes"][:1]}
+                       "sweep_sizes": cfg["workflow"]["sweep_sizes"][:1],
+                       "delta_sweep": [0.01, 0.015, 0.02]}
     (project / "config" / "test.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     (project / "Snakefile").write_text(
         MODULE_SNAKEFILE.format(snakefile=source / "workflow" / "Snakefile"))
@@ -424,13 +425,14 @@ def test_report_renders_in_a_browser(module_run: Path) -> None:
     assert "experiment test" in check["description"] and "Where to look" in check["description"]
     results = check["results"]
     figures = ["samples_ihdm", "trajectory_ihdm", "interpolation", "emergent_shared-prior_ihdm",
-               "forward-blur", "loss", "psd_data", "erased-frequency_data", "data-efficiency_fd",
-               "data-efficiency_ratio_of_medians"]
-    pages = ["config", "loss", "metrics", "data_efficiency"]
+               "forward-blur", "loss", "simplicity", "delta-sweep", "psd_data", "erased-frequency_data",
+               "data-efficiency_fd", "data-efficiency_ratio_of_medians"]
+    pages = ["config", "loss", "metrics", "data_efficiency", "paper_comparison", "delta_sweep"]
     assert set(results) == {
         *(f"results/test/figures/{name}.png" for name in figures),
         *(f"results/test/report/{name}.html" for name in pages),
-        "results/test/tables/metrics.csv", "results/test/sweep/data_efficiency.csv"}
+        "results/test/tables/metrics.csv", "results/test/sweep/data_efficiency.csv",
+        "results/test/tables/paper_comparison.csv", "results/test/delta/delta_sweep.csv"}
     for path, record in results.items():
         assert record["caption"] > 50 and record["labels"], (path, record)
         if path.endswith(".png"):

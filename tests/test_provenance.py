@@ -83,7 +83,7 @@ def test_differences_name_what_changed():
 
 def test_a_model_module_without_a_required_fact_is_refused(package_copy):
     pkg, prov = package_copy
-    assert set(prov.models()) == {"ihdm", "ddpm"}
+    assert set(prov.models()) == {"ihdm", "ddpm", "blurring"}
     _edit(pkg / "ddpm.py", "\nNLL_KEYS = ", "\nNLL_KEYZ = ")
     prov.models.cache_clear()
     prov._parse.cache_clear()
