@@ -98,13 +98,13 @@ def _profile(args):
 def cmd_plan(args) -> None:
     from .plan import format_plan, training_plan
 
+    profile = _profile(args)
     rows = {}
     for path in [args.config, *args.more]:
         cfg = load_config(path, args.set)
         rows[Path(path).stem if Path(path).parent.name != "paper" else f"paper/{Path(path).stem}"] = (
-            training_plan(cfg, _profile(args)))
+            training_plan(cfg, profile))
     print(format_plan(rows))
-    profile = _profile(args)
     if profile:
         print(f"SLURM attempts: the train rule's runtime and retries in {profile}")
 

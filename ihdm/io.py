@@ -110,16 +110,21 @@ def _scalars(prefix: str, obj, out: dict) -> None:
             out[name] = value
 
 
+def read_metric_file(path: str | Path) -> dict:
+    """A metric JSON of ``ihdm evaluate``; a file that is not JSON is named in the error."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputFileError(f"metric file '{path}' cannot be read as JSON ({exc})") from None
+
+
 def collect_metrics(paths: list[str | Path], out_csv: str | Path, keys: tuple[str, ...] = ()) -> list[dict]:
     """Flatten metric JSON files into one CSV (one row per file, scalar values only,
     plus the sweep's coordinates read from each file's config record, and a column per
     dotted config key of ``keys``, e.g. heat.delta for the δ sweep)."""
     rows = []
     for path in paths:
-        try:
-            record = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputFileError(f"metric file '{path}' cannot be read as JSON ({exc})") from None
+        record = read_metric_file(path)
         row: dict = {"source": str(path)}
         cfg = record.get("config", {})
         row["train_size"] = cfg.get("data", {}).get("train_size")

@@ -10,10 +10,9 @@ data as it is: Ho et al.'s protocol for DDPM, this project's default).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .io import InputFileError, write_csv
+from .io import InputFileError, read_metric_file, write_csv
 
 # (data.dataset, data.resolution, model, quantity) -> (value, source)
 PAPER_VALUES: dict[tuple[str, int, str, str], tuple[float, str]] = {
@@ -37,19 +36,12 @@ COLUMNS = ("experiment", "dataset", "resolution", "model", "quantity", "measured
            "sample_precision", "step", "config")
 
 
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputFileError(f"metric file '{path}' cannot be read as JSON ({exc})") from None
-
-
 def comparison_rows(metric_files: list[str | Path], config_path: str | Path) -> list[dict]:
     """One row per (model, quantity) found in ``metric_files`` (the metric JSONs of
     ``ihdm evaluate``: fid, domain, nll), with the paper's value where one is known."""
     rows = []
     for path in map(Path, metric_files):
-        record = _read(path)
+        record = read_metric_file(path)
         metric, cfg = record.get("metric"), record.get("config") or {}
         if not cfg:
             raise InputFileError(f"metric file '{path}' has no config record")

@@ -356,10 +356,10 @@ METRICS = {
 METRIC_WILDCARDS = [m for m in METRICS if m != "emergent"] + [
     f"emergent_{v}" for v in EMERGENT_VARIANTS
 ]
+# The metrics that score a model's samples against real images.
+SAMPLE_METRICS = (["domain"] if DOMAIN else []) + (["fid"] if FID else [])
 # Sweep points score these; their seed and data.train_size come from the point's path.
-SWEEP_METRICS = (
-    (["domain"] if DOMAIN else []) + (["fid"] if FID else []) + ["memorization"]
-)
+SWEEP_METRICS = SAMPLE_METRICS + ["memorization"]
 SWEEP_OWN_KEYS = {"seed", "data.train_size"}
 
 
@@ -421,7 +421,7 @@ def metric_resource(resource):
 def metric_files():
     files = []
     for model in MODELS:
-        metrics = (["domain"] if DOMAIN else []) + (["fid"] if FID else [])
+        metrics = list(SAMPLE_METRICS)
         metrics += ["nll", "simplicity", "memorization"]
         if "interpolate" in variants_of(model):
             metrics.append("smoothness")
@@ -512,7 +512,7 @@ def delta_table_files():
 def paper_comparison_inputs():
     """The metric files behind the paper-vs-ours table: the sample metric and the NLL of
     each model."""
-    metrics = (["domain"] if DOMAIN else []) + (["fid"] if FID else []) + ["nll"]
+    metrics = SAMPLE_METRICS + ["nll"]
     return [
         f"{RESULTS}/metrics/{m}/{metric}.json" for m in MODELS for metric in metrics
     ]
