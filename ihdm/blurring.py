@@ -42,9 +42,10 @@ is clamped to the data range (``blurring.clip_denoised``, DDPM's clipping genera
 and the levels of a short chain are spaced by the change of log α, not evenly. Images are on DDPM's scale x = 2u − 1 inside; the public
 API takes and returns [0, 1].
 
-Variants: ``random`` and ``interpolate``. The start state u_T carries no image content
-(a_T ≈ 0.0067 at log SNR −10), so IHDM's shared-prior / shared-noise experiments, which
-share a blurred image, have no counterpart.
+Variants: ``random``, ``interpolate`` and the analogues of IHDM's emergent-property
+variants, as for DDPM: ``shared-prior`` (one start state u_T for all samples) and
+``shared-noise`` (one sequence of the ancestral sampler's noises for all). The start state
+carries almost no image content (a_T ≈ 0.0067 at log SNR −10), unlike IHDM's blurred u_K.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from .noise import slerp
 # What the package, the workflow and the tests know of this model (read from the source,
 # without importing it, by ihdm.provenance.models)
 MODEL = "blurring"
-VARIANTS = ("random", "interpolate")
+VARIANTS = ("random", "shared-prior", "shared-noise", "interpolate")
 #: the config keys that shape the trained weights
 TRAINING_KEYS = ("blurring.T", "blurring.blur_sigma_max", "blurring.min_scale",
                  "blurring.logsnr_min", "blurring.logsnr_max")
@@ -246,9 +247,12 @@ class BlurringDiffusion:
             x_t, i, eps = x_t[shard], i[shard], eps[shard]
         return torch.mean((net(x_t, i).float() - eps.float()) ** 2)
 
-    def sampler_description(self) -> str:
-        """What draws the samples (blurring.sampler and its steps), for sample files and tables."""
-        return f"blurring diffusion {self.sampler}, {self.sample_steps} of T={self.T} steps"
+    def sampler_description(self, sampler: str | None = None, steps: int | None = None) -> str:
+        """What draws the samples (blurring.sampler and its steps unless given), for sample
+        files and tables."""
+        sampler = self.sampler if sampler is None else sampler
+        steps = self.sample_steps if steps is None else steps
+        return f"blurring diffusion {sampler}, {steps} of T={self.T} steps"
 
     @torch.inference_mode()
     def network_io(self, net: nn.Module, u0: Tensor, fraction: float,
@@ -286,7 +290,8 @@ class BlurringDiffusion:
         return net(x_t, ii).to(x_t.dtype)
 
     def step(self, net: nn.Module, x_t: Tensor, t: int, s: int, sampler: str,
-             generator: torch.Generator | None, clip: bool | None = None) -> Tensor:
+             generator: torch.Generator | None, clip: bool | None = None,
+             z: Tensor | None = None) -> Tensor:
         """One reverse step from level t to s < t in pixel space ([-1, 1] scale), computed in
         float64. Without clipping, the ancestral mean is the ε-form of the posterior mean
         and DDIM's update u_s = α_s û_0 + σ_s ε̂. With clipping (``clip``, default
@@ -294,7 +299,8 @@ class BlurringDiffusion:
         image blurred to level s, V(d_s ⊙ û_0), clamped to [-1, 1]: the heat equation (and
         its mix with the identity through d_min) keeps an image in its range, so this is
         DDPM's clipping of x̂_0 (d_0 = 1) carried to every level. It bounds what ε̂'s errors
-        in frequencies erased at t but present at s (amplified by α_s/α_t) can inject."""
+        in frequencies erased at t but present at s (amplified by α_s/α_t) can inject.
+        ``z``: the ancestral step's pixel-space noise (drawn from ``generator`` if None)."""
         clip = self.clip_denoised if clip is None else clip
         eps = self.predict_eps(net, x_t, t).double()
         x64 = x_t.double()
@@ -312,7 +318,7 @@ class BlurringDiffusion:
             else:
                 mean = u_t / self._table(post["alpha_ts"], u_t) - self._table(post["c_eps"], u_t) * eps_u
             if s > 0:
-                z = _randn(x_t.shape, generator, x64)
+                z = _randn(x_t.shape, generator, x64) if z is None else z.to(x64).expand_as(x64)
                 mean = mean + self._table(np.sqrt(post["var"]), u_t) * self.dct(z)
             return self.idct(mean).to(x_t.dtype)
         # DDIM, eta = 0: u_s = α_s û_0 + σ_s ε̂ with û_0 = (u_t − σ_t ε̂)/α_t
@@ -350,7 +356,9 @@ class BlurringDiffusion:
                x_T: Tensor | None = None) -> dict[str, Any]:
         """Draw ``n`` images of ``shape`` (C, H, W) in [0, 1] from x_T ~ N(0, I).
 
-        ``variant``: "random", or "interpolate" (``n`` rows of ``interpolation_frames``
+        ``variant``: "random"; "shared-prior" / "shared-noise" (one start state, or one
+        sequence of sampler noises, for all samples; always the ancestral sampler); or
+        "interpolate" (``n`` rows of ``interpolation_frames``
         images by the deterministic sampler from spherically interpolated start noise
         between two draws; row r's with seed ``seed * ROW_SEED_STRIDE + r``; no
         trajectory). ``sampler``/``steps`` default to blurring.sampler/sample_steps.
@@ -387,6 +395,13 @@ class BlurringDiffusion:
         device = torch.device(device) if device is not None else _net_device(net)
         batch_size = n if batch_size is None else int(batch_size)
         gen = torch.Generator().manual_seed(int(seed))
+        shared_noise = None
+        if variant in ("shared-prior", "shared-noise"):
+            sampler = "ancestral"  # the deterministic sampler has no noise to share or vary
+            if variant == "shared-prior" and x_T is None:
+                x_T = torch.randn((1, *shape), generator=gen).expand(n, *shape)
+            if variant == "shared-noise":
+                shared_noise = [torch.randn((1, *shape), generator=gen) for _ in levels[1:]]
         was_training = net.training
         net.eval()
         images, trajectories = [], []
@@ -399,7 +414,8 @@ class BlurringDiffusion:
                     x = torch.randn((b, *shape), generator=gen).to(device)
                 frames = [self.to_data(x).float().cpu()] if 0 in saved_at else []
                 for j, (t, s) in enumerate(zip(levels[:-1], levels[1:]), start=1):
-                    x = self.step(net, x, t, s, sampler, gen)
+                    x = self.step(net, x, t, s, sampler, gen,
+                                  z=shared_noise[j - 1] if shared_noise else None)
                     if j in saved_at:
                         frames.append(self.to_data(x).float().cpu())
                 images.append(self.to_data(x).float().cpu())
@@ -412,7 +428,8 @@ class BlurringDiffusion:
             # fewer distinct states than frames: repeat the nearest ones
             idx = torch.round(torch.linspace(0, trajectory.shape[1] - 1, trajectory_frames)).long()
             trajectory = trajectory[:, idx]
-        return {"images": torch.cat(images), "trajectory": trajectory, "levels": []}
+        return {"images": torch.cat(images), "trajectory": trajectory, "levels": [],
+                "sampler": self.sampler_description(sampler, len(levels) - 1)}
 
     # ----------------------------------------------------------------- likelihood
     def decoder_variance(self) -> float:

@@ -172,7 +172,7 @@ def cmd_sample(args) -> None:
                                           "n": n, "step": int(state.get("step", 0)),
                                           "frames": sc["interpolation_frames"]
                                           if args.variant == "interpolate" else None,
-                                          "sampler": process.sampler_description(),
+                                          "sampler": result.get("sampler") or process.sampler_description(),
                                           "precision": precision(cfg, device, "sample"),
                                           "train_precision": trained_precision(cfg, state)})
     log.info("wrote %d samples to %s", len(result["images"]), args.out)

@@ -33,7 +33,7 @@ from .noise import slerp
 # What the package, the workflow and the tests know of this model (read from the source,
 # without importing it, by ihdm.provenance.models)
 MODEL = "ddpm"
-VARIANTS = ("random", "interpolate")
+VARIANTS = ("random", "shared-prior", "shared-noise", "interpolate")
 #: the config keys that shape the trained weights (the sampler's keys do not); ddpm.unet
 #: holds DDPM's own network keys (beside the common `unet`, whose other keys it inherits)
 TRAINING_KEYS = ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end", "ddpm.unet")
@@ -41,7 +41,9 @@ TRAINING_KEYS = ("ddpm.T", "ddpm.schedule", "ddpm.beta_start", "ddpm.beta_end", 
 SAMPLING_KEYS = ("ddpm.sampler", "ddpm.ddim_steps", "ddpm.ddim_eta")
 #: the model's own config keys behind its NLL (the bound's timestep stride)
 NLL_KEYS = ("evaluate.ddpm_nll_t_stride",)
-IHDM_ONLY_VARIANTS = ("shared-prior", "shared-noise")
+#: the analogues of IHDM's emergent-property variants: one start noise x_T for all samples,
+#: or one sequence of sampler noises for all (a stochastic sampler either way)
+SHARED_VARIANTS = ("shared-prior", "shared-noise")
 SAMPLERS = ("ancestral", "ddim")
 #: seeds of the noise pairs behind interpolation row r: seed * ROW_SEED_STRIDE + r
 ROW_SEED_STRIDE = 100003
@@ -134,12 +136,16 @@ class DDPM:
             section["nll_t_stride"] = cfg.get("evaluate", {}).get("ddpm_nll_t_stride", 1)
         return cls(**section)
 
-    def sampler_description(self) -> str:
-        """What draws the samples (ddpm.sampler and its steps), for sample files, figures
-        and tables."""
-        if self.sampler == "ancestral":
+    def sampler_description(self, sampler: str | None = None, steps: int | None = None,
+                            eta: float | None = None) -> str:
+        """What draws the samples (ddpm.sampler and its steps unless given), for sample
+        files, figures and tables."""
+        sampler = self.sampler if sampler is None else sampler
+        if sampler == "ancestral":
             return f"DDPM ancestral, all T={self.T} steps"
-        return f"DDIM, {self.ddim_steps} of T={self.T} steps, η={self.ddim_eta:g}"
+        steps = self.ddim_steps if steps is None else min(int(steps), self.T)
+        eta = self.ddim_eta if eta is None else eta
+        return f"DDIM, {steps} of T={self.T} steps, η={eta:g}"
 
     # ----------------------------------------------------------------- helpers
     @staticmethod
@@ -240,13 +246,20 @@ class DDPM:
         return [int(t) for t in ts[::-1]]
 
     def _ancestral(
-        self, net: nn.Module, x: torch.Tensor, gen: torch.Generator, frames: list[int], clip: bool
+        self, net: nn.Module, x: torch.Tensor, gen: torch.Generator, frames: list[int], clip: bool,
+        noise: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The reverse chain over all T steps; ``noise`` (one (1, C, H, W) tensor per step), if
+        given, replaces the draws from ``gen`` for every sample alike."""
         saved = [self.to_data(x).cpu()] if 0 in frames else []
         for i, t in enumerate(range(self.T - 1, -1, -1), start=1):
             x0, _ = self.predict_x0(net, x, t, clip)
             mean, var = self.q_posterior(x0, x, t)
-            x = mean + math.sqrt(var) * _randn(x.shape, gen, x) if t > 0 else mean
+            z = noise[i - 1].to(x).expand_as(x) if noise is not None else None
+            if t > 0:
+                x = mean + math.sqrt(var) * (z if z is not None else _randn(x.shape, gen, x))
+            else:
+                x = mean
             if i in frames:
                 saved.append(self.to_data(x).cpu())
         return x, saved
@@ -260,6 +273,7 @@ class DDPM:
         clip: bool,
         steps: int,
         eta: float,
+        noise: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         ts = self.ddim_timesteps(steps)
         saved = [self.to_data(x).cpu()] if 0 in frames else []
@@ -271,7 +285,8 @@ class DDPM:
             sigma = eta * math.sqrt(max((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev), 0.0))
             x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
             if sigma > 0:
-                x = x + sigma * _randn(x.shape, gen, x)
+                z = noise[i - 1].to(x).expand_as(x) if noise is not None else _randn(x.shape, gen, x)
+                x = x + sigma * z
             if i in frames:
                 saved.append(self.to_data(x).cpu())
         return x, saved
@@ -303,7 +318,10 @@ class DDPM:
     ) -> dict[str, Any]:
         """Draw ``n`` images of ``shape`` (C, H, W) in [0, 1].
 
-        ``variant``: "random" (independent samples) or "interpolate" (``n`` rows of
+        ``variant``: "random" (independent samples); "shared-prior" (one start noise x_T for
+        all, the sampler's noise drawn per sample) or "shared-noise" (x_T per sample, one
+        sequence of sampler noises for all), the analogues of IHDM's variants, run with
+        eta = 1 when the DDIM sampler's eta is 0; or "interpolate" (``n`` rows of
         ``interpolation_frames`` images of deterministic DDIM, eta = 0, from spherically
         interpolated noise between two noise states; row r's are drawn with seed
         ``seed * ROW_SEED_STRIDE + r``; no trajectory). ``sampler``: "ddim" (``steps``/``eta``
@@ -317,11 +335,6 @@ class DDPM:
         if variant == "interpolate" and sampler not in (None, "ddim"):
             raise ValueError("variant 'interpolate' runs deterministic DDIM; use sampler='ddim'")
         sampler = self.sampler if sampler is None else sampler
-        if variant in IHDM_ONLY_VARIANTS:
-            raise ConfigError(
-                f"sample variant {variant!r} is IHDM-only (it shares the prior state u_K or the noise "
-                f"sequence of the heat process); DDPM supports {list(VARIANTS)}"
-            )
         if variant not in VARIANTS:
             raise ValueError(f"unknown sample variant {variant!r}; DDPM supports {list(VARIANTS)}")
         if sampler not in SAMPLERS:
@@ -359,6 +372,15 @@ class DDPM:
                 frames = [n_states - 1]
 
         gen = torch.Generator().manual_seed(int(seed))
+        shared_noise = None
+        if variant in SHARED_VARIANTS:
+            # DDIM at eta = 0 is deterministic given x_T: the analogue needs sampler noise
+            eta = eta if sampler == "ancestral" or eta > 0 else 1.0
+            if x_T is None and variant == "shared-prior":
+                x_T = torch.randn((1, *shape), generator=gen).expand(n, *shape)
+            if variant == "shared-noise":
+                n_steps = self.T if sampler == "ancestral" else len(self.ddim_timesteps(steps))
+                shared_noise = [torch.randn((1, *shape), generator=gen) for _ in range(n_steps)]
         if x_T is not None:
             if tuple(x_T.shape) != (n, *shape):
                 raise ValueError(f"x_T must have shape {(n, *shape)}, got {tuple(x_T.shape)}")
@@ -377,9 +399,9 @@ class DDPM:
                 else:
                     x = torch.randn((b, *shape), generator=gen).to(device)
                 if sampler == "ancestral":
-                    x, saved = self._ancestral(net, x, gen, frames, clip_denoised)
+                    x, saved = self._ancestral(net, x, gen, frames, clip_denoised, shared_noise)
                 else:
-                    x, saved = self._ddim(net, x, gen, frames, clip_denoised, steps, eta)
+                    x, saved = self._ddim(net, x, gen, frames, clip_denoised, steps, eta, shared_noise)
                 images.append(self.to_data(x).float().cpu())
                 if frames:
                     trajectories.append(torch.stack(saved, dim=1).float())
@@ -390,7 +412,8 @@ class DDPM:
             # fewer distinct states than requested frames: repeat the nearest ones
             idx = torch.round(torch.linspace(0, trajectory.shape[1] - 1, trajectory_frames)).long()
             trajectory = trajectory[:, idx]
-        return {"images": torch.cat(images), "trajectory": trajectory, "levels": []}
+        return {"images": torch.cat(images), "trajectory": trajectory, "levels": [],
+                "sampler": self.sampler_description(sampler, steps, eta)}
 
     # ----------------------------------------------------------------- likelihood
     def nll(self, net: nn.Module, images: np.ndarray, *, seed: int = 0, batch_size: int = 64) -> dict:

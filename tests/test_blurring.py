@@ -292,9 +292,16 @@ def test_sampling_is_seeded_and_its_variants(mnist_images):
     direct = p.sample(net, 2, (1, 16, 16), sampler="ddim", x_T=ends)["images"]
     assert torch.allclose(rows["images"][frames], direct[0], atol=1e-6)
     assert torch.allclose(rows["images"][2 * frames - 1], direct[1], atol=1e-6)
-    for variant in ("shared-prior", "shared-noise", "nonsense"):
-        with pytest.raises(ConfigError, match="blurring diffusion supports"):
-            p.sample(net, 2, (1, 16, 16), variant=variant)
+    with pytest.raises(ConfigError, match="blurring diffusion supports"):
+        p.sample(net, 2, (1, 16, 16), variant="nonsense")
+    # shared-prior: one start state (ancestral even when DDIM is asked for: its samples would
+    # all be one image); shared-noise: one ancestral noise sequence, different start states
+    sp = p.sample(net, 3, (1, 16, 16), seed=2, variant="shared-prior", sampler="ddim", trajectory_frames=2)
+    assert torch.equal(sp["trajectory"][:, 0], sp["trajectory"][:1, 0].expand(3, -1, -1, -1))
+    assert float((sp["images"] - sp["images"][:1]).abs().max()) > 0.01
+    assert sp["sampler"].startswith("blurring diffusion ancestral")
+    sn = p.sample(net, 3, (1, 16, 16), seed=2, variant="shared-noise", trajectory_frames=2)
+    assert float((sn["trajectory"][:, 0] - sn["trajectory"][:1, 0]).abs().max()) > 0.1
 
 
 def test_bad_config_values_name_their_key():

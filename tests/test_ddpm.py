@@ -153,9 +153,17 @@ def test_sampling_seeds_shapes_and_variants() -> None:
         # the first frame is pure noise: clamped N(0,1)/2 + 1/2, far from the sample
         assert float((traj[:, 0] - traj[:, -1]).abs().mean()) > 0.1
     assert d.sample(net, 2, shape, seed=1)["images"].shape == (2, *shape)  # default sampler (DDIM)
-    for variant in ("shared-prior", "shared-noise"):
-        with pytest.raises(ValueError, match="IHDM-only"):
-            d.sample(net, 2, shape, seed=0, variant=variant)
+    # the analogues of IHDM's variants: one start noise, or one sampler-noise sequence, for all
+    for sampler in ("ancestral", "ddim"):
+        sp = d.sample(net, 4, shape, seed=3, variant="shared-prior", sampler=sampler, trajectory_frames=2)
+        sn = d.sample(net, 4, shape, seed=3, variant="shared-noise", sampler=sampler, trajectory_frames=2)
+        start, end = sp["trajectory"][:, 0], sp["images"]
+        assert torch.equal(start, start[:1].expand_as(start))  # one x_T
+        assert float((end - end[:1]).abs().max()) > 0.05  # the sampler's noise differs
+        assert float((sn["trajectory"][:, 0] - sn["trajectory"][:1, 0]).abs().max()) > 0.1
+        # DDIM at the default eta = 0 would make shared-prior samples identical: eta = 1
+        assert sp["sampler"] == (f"DDPM ancestral, all T={d.T} steps" if sampler == "ancestral"
+                                 else f"DDIM, {d.ddim_steps} of T={d.T} steps, η=1")
     with pytest.raises(ValueError, match="variant"):
         d.sample(net, 2, shape, seed=0, variant="bogus")
 

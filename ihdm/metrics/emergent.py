@@ -124,11 +124,14 @@ def shared_state_statistics(samples: np.ndarray, factor: int = 7, reference: np.
     }
     if reference is not None:
         ref_colour = float(to_tensor(np.asarray(reference)).mean(dim=(2, 3)).std(0).mean())
+        ref_structure = structure_correlation(reference)
         out.update({
             "random_mean_colour_std": ref_colour,
-            "random_structure_correlation": structure_correlation(reference),
+            "random_structure_correlation": ref_structure,
             # below 1: the samples share their mean colour more than random samples do
             "mean_colour_std_ratio": out["mean_colour_std"] / max(ref_colour, 1e-12),
+            # above 0: the samples share their structure more than random samples do
+            "structure_correlation_gain": out["structure_correlation"] - ref_structure,
             "n_random": int(len(reference)),
         })
     return out

@@ -430,6 +430,19 @@ def metric_files():
     return files
 
 
+def emergent_files():
+    """The shared-state statistics of every model that samples the emergent variants."""
+    return [
+        f"{RESULTS}/metrics/{model}/emergent_{v}.json"
+        for model in MODELS
+        for v in emergent_variants_of(model)
+    ]
+
+
+def emergent_table_files():
+    return [f"{RESULTS}/tables/emergent.csv"] if emergent_files() else []
+
+
 # ---------------------------------------------------------------- data-efficiency sweep
 SWEEP = Paramspace(
     pd.DataFrame(

@@ -122,6 +122,24 @@ rule metrics_table:
         " > {log:q} 2>&1"
 
 
+# The emergent-property numbers of every model and variant, one row each (a subset of
+# metrics.csv, with the sampler that drew each set).
+use rule metrics_table as emergent_table with:
+    input:
+        emergent_files(),
+    output:
+        report(
+            "results/{exp}/tables/emergent.csv",
+            caption="../report/emergent_table.rst",
+            category="Tables",
+            labels={"table": "emergent properties (CSV)", "experiment": "{exp}"},
+        ),
+    log:
+        "results/{exp}/logs/emergent_table.log",
+    benchmark:
+        "results/{exp}/benchmarks/emergent_table.tsv"
+
+
 # The paper's values beside this run's, each row naming its protocol (ihdm/paper.py).
 rule paper_table:
     input:

@@ -6,7 +6,9 @@ pages but offers CSV and YAML files only as downloads."""
 REPORT_PAGES = [
     f"{RESULTS}/report/{page}.html"
     for page in ("config", "loss", "metrics", "data_efficiency", "paper_comparison")
-] + [f"{RESULTS}/report/delta_sweep.html" for _ in delta_table_files()]
+] + [f"{RESULTS}/report/delta_sweep.html" for _ in delta_table_files()] + [
+    f"{RESULTS}/report/emergent.html" for _ in emergent_table_files()
+]
 # rows of each loss log in the loss table: evenly spaced logged steps, the last included
 LOSS_ROWS = 21
 
@@ -102,6 +104,26 @@ rule report_delta_page:
         mem_mb=1000,
         runtime=10,
     params:
+        title="δ sweep",
         code=code("table"),
     shell:
-        "ihdm table {input:q} --title 'δ sweep' --out {output:q} > {log:q} 2>&1"
+        "ihdm table {input:q} --title {params.title:q} --out {output:q} > {log:q} 2>&1"
+
+
+use rule report_delta_page as report_emergent_page with:
+    input:
+        "results/{exp}/tables/emergent.csv",
+    output:
+        report(
+            "results/{exp}/report/emergent.html",
+            caption="../report/emergent_table.rst",
+            category="Tables",
+            labels={"table": "emergent properties", "experiment": "{exp}"},
+        ),
+    log:
+        "results/{exp}/logs/report_emergent_page.log",
+    benchmark:
+        "results/{exp}/benchmarks/report_emergent_page.tsv"
+    params:
+        title="Emergent properties",
+        code=code("table"),
