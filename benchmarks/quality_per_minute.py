@@ -1,11 +1,12 @@
-"""Quality per CPU minute of IHDM training on mnist5k: which default to ship.
+"""Quality per CPU minute of IHDM training: which default to ship (mnist5k, or the
+CIFAR-10 JPEGs with --config config/cifar10_jpeg.yaml --sweep colour).
 
 Trains each candidate setting for the same wall time (train.time_budget_min) with one
 CPU thread per run (two runs side by side on a 2-core machine), samples from each and
 scores the samples with the domain metric (Fréchet distance of digit-classifier features
 against the real MNIST test set; lower is better) and the classifier's confident share.
 
-    python benchmarks/quality_per_minute.py --minutes 7 [--sweep first|second]
+    python benchmarks/quality_per_minute.py --minutes 7 [--sweep first|second|colour] [--config C]
 
 Prints one row per candidate. Numbers are for the machine it runs on.
 """
@@ -42,7 +43,9 @@ CANDIDATES = {
     "k10": ["heat.K=10"],
     "k40": ["heat.K=40"],
 }
-SWEEPS = {"first": list(CANDIDATES)[:6], "second": list(CANDIDATES)[6:]}
+SWEEPS = {"first": list(CANDIDATES)[:6], "second": list(CANDIDATES)[6:],
+          # overrides of config/cifar10_jpeg.yaml: K and width at 32 px RGB
+          "colour": ["default", "k10", "k40", "c24"]}
 
 
 def run(cmd: list[str], log: Path) -> subprocess.Popen:

@@ -96,3 +96,12 @@ def pytest_sessionfinish(session):
         if hasattr(run, "stop"):
             run.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    """The complete DAG of config/test.yaml, run once per session (tests/test_workflow.py's
+    run_pipeline), shared by the workflow tests and the report's browser test."""
+    from test_workflow import run_pipeline
+
+    return run_pipeline(tmp_path_factory)

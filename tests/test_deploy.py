@@ -261,8 +261,8 @@ use rule * from ihdm
 @pytest.fixture(scope="module")
 def module_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """config/test.yaml run to the end by a project in another folder that imports the
-    workflow as a Snakemake module. To keep it short: IHDM only, three variants, one sweep
-    point, three δ and the data's spectrum (the complete DAG runs in tests/test_workflow.py)."""
+    workflow as a Snakemake module. To keep it short: IHDM only, random samples, no sweeps
+    and the data's spectrum (the complete DAG runs in tests/test_workflow.py)."""
     from test_workflow import _copy_workflow, snakemake
 
     tmp = tmp_path_factory.mktemp("module")
@@ -271,9 +271,7 @@ def module_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (project / "config").mkdir(parents=True)
     cfg = yaml.safe_load((source / "config" / "test.yaml").read_text())
     cfg["workflow"] = {**cfg["workflow"], "models": ["ihdm"], "photographs": False,
-                       "variants": ["random", "shared-prior", "interpolate"],
-                       "sweep_sizes": cfg["workflow"]["sweep_sizes"][:1],
-                       "delta_sweep": [0.01, 0.015, 0.02]}
+                       "variants": ["random"], "sweep_sizes": [], "delta_sweep": []}
     (project / "config" / "test.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     (project / "Snakefile").write_text(
         MODULE_SNAKEFILE.format(snakefile=source / "workflow" / "Snakefile"))
@@ -288,7 +286,7 @@ def test_workflow_runs_as_a_module_from_another_folder(module_run: Path) -> None
 
     out = (module_run / "snakemake.out").read_text()
     jobs = planned_jobs(out)
-    assert jobs["train"] == 1 and jobs["sample"] == 3 and jobs["all"] == 1, jobs
+    assert jobs["train"] == 1 and jobs["sample"] == 1 and jobs["all"] == 1, jobs
     results = module_run / "results" / "test"
     # the run config, written without onstart, is the validated config
     written = yaml.safe_load((results / "config.yaml").read_text())
@@ -400,21 +398,22 @@ def _chromium() -> str:
 
 
 @pytest.mark.slow
-def test_report_renders_in_a_browser(module_run: Path) -> None:
-    """The report of the module's run, opened in headless Chromium: it opens with the
-    workflow description, and the report's own app shows every figure (decoded image)
-    and every table page (an HTML table), each with a caption and labels."""
-    from test_workflow import snakemake
+def test_report_renders_in_a_browser(pipeline, tmp_path: Path) -> None:
+    """The report of the complete config/test.yaml run, opened in headless Chromium: it
+    opens with the workflow description, and the report's own app shows every figure
+    (decoded image) and every table page (an HTML table), each with a caption and labels."""
+    from test_workflow import TEST_FIGURES, _copy_run, snakemake
 
     chromium = _chromium()
-    snakemake("--report", "report.html", cwd=module_run, timeout=300)
-    page = (module_run / "report.html").read_text()
+    work = _copy_run(pipeline, tmp_path / "run")
+    snakemake("--report", "report.html", "--configfile", "config/test.yaml", cwd=work, timeout=300)
+    page = (work / "report.html").read_text()
     check_js = (REPO / "tests" / "data" / "report_check.js").read_text()
     end = page.rindex("</body>")
-    (module_run / "checked.html").write_text(f"{page[:end]}<script>{check_js}</script>{page[end:]}")
+    (work / "checked.html").write_text(f"{page[:end]}<script>{check_js}</script>{page[end:]}")
     done = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=120000",
-         "--dump-dom", (module_run / "checked.html").as_uri()],
+         "--dump-dom", (work / "checked.html").as_uri()],
         capture_output=True, text=True, timeout=300, check=True)
     dom = done.stdout
     start = dom.rfind('<pre id="ihdm-check">')
@@ -424,15 +423,14 @@ def test_report_renders_in_a_browser(module_run: Path) -> None:
     assert check["description"].startswith("IHDM and a DDPM baseline, from data to figures")
     assert "experiment test" in check["description"] and "Where to look" in check["description"]
     results = check["results"]
-    figures = ["samples_ihdm", "trajectory_ihdm", "interpolation", "emergent_shared-prior_ihdm",
-               "forward-blur", "loss", "simplicity", "delta-sweep", "psd_data", "erased-frequency_data",
-               "data-efficiency_fd", "data-efficiency_ratio_of_medians"]
-    pages = ["config", "loss", "metrics", "data_efficiency", "paper_comparison", "delta_sweep"]
+    pages = ["config", "loss", "metrics", "data_efficiency", "paper_comparison", "delta_sweep",
+             "emergent"]
     assert set(results) == {
-        *(f"results/test/figures/{name}.png" for name in figures),
+        *(f"results/test/figures/{name}.png" for name in TEST_FIGURES),
         *(f"results/test/report/{name}.html" for name in pages),
         "results/test/tables/metrics.csv", "results/test/sweep/data_efficiency.csv",
-        "results/test/tables/paper_comparison.csv", "results/test/delta/delta_sweep.csv"}
+        "results/test/tables/paper_comparison.csv", "results/test/delta/delta_sweep.csv",
+        "results/test/tables/emergent.csv"}
     for path, record in results.items():
         assert record["caption"] > 50 and record["labels"], (path, record)
         if path.endswith(".png"):
@@ -440,6 +438,6 @@ def test_report_renders_in_a_browser(module_run: Path) -> None:
         elif path.endswith(".html"):
             assert record["shown"] >= 1 and record["rows"] > 2, (path, record)
     # the loss page: a table per model; the config page: a row per key
-    assert results["results/test/report/loss.html"]["shown"] == 1  # the module's run: IHDM only
+    assert results["results/test/report/loss.html"]["shown"] == 2  # IHDM and DDPM
     assert results["results/test/report/config.html"]["rows"] > 60
     assert set(check["categories"]) == {"Run", "Figures", "Tables"}

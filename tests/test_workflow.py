@@ -81,19 +81,20 @@ def _data_dir(cfg: dict) -> str:
 
 
 # The complete DAG of each config (rule -> jobs), from dry runs checked by hand against the
-# config. config/test.yaml: 2 models (IHDM 4 variants, DDPM 2: 6 figure samples), MNIST
+# config. config/test.yaml: 2 models (4 variants each: 8 figure samples), MNIST
 # (classifier, domain metric), no FID, sweep 2 sizes x 2 models x 1 seed = 4 points;
-# metrics per model domain, nll, simplicity, memorization, smoothness (+ IHDM's 2
-# emergent) = 12; per sweep point domain and memorization = 8; the δ sweep: IHDM at 2 δ
-# (domain FD); spectra of data and photographs; the paper-vs-ours table.
+# metrics per model domain, nll, simplicity, memorization, smoothness and 2 emergent = 14;
+# per sweep point domain and memorization = 8; the δ sweep: IHDM at 2 δ (domain FD);
+# spectra of data and photographs; the paper-vs-ours and emergent tables.
 TEST_JOBS = {
     "prepare": 2,
     "classifier": 1,
     "train": 2,
-    "sample": 6,
+    "sample": 8,
     "sample_for_evaluation": 2,
-    "evaluate": 12,
+    "evaluate": 14,
     "metrics_table": 1,
+    "emergent_table": 1,
     "paper_table": 1,
     "sweep_train": 4,
     "sweep_sample": 4,
@@ -108,7 +109,7 @@ TEST_JOBS = {
     "plot_samples": 2,
     "plot_trajectory": 2,
     "plot_interpolation": 1,
-    "plot_emergent": 2,
+    "plot_emergent": 4,
     "plot_forward_blur": 1,
     "plot_loss": 1,
     "plot_psd": 2,
@@ -116,20 +117,30 @@ TEST_JOBS = {
     "plot_data_efficiency": 2,
     "report_tables": 1,
     "report_delta_page": 1,
+    "report_emergent_page": 1,
+    "report_sweep_page": 1,
     "all": 1,
 }
-# config/config.yaml: as config/test.yaml with 3 sweep sizes (6 points, 12 sweep metrics)
-# and 6 δ
+# config/config.yaml: as config/test.yaml with a third model (blurring diffusion: its
+# training, 4 sample sets, evaluation samples, 7 metrics, its sweep points and figures) and
+# 6 δ; sweep 2 sizes x 3 models = 6 points
 CONFIG_JOBS = {
     **TEST_JOBS,
+    "train": 3,
+    "sample": 12,
+    "sample_for_evaluation": 3,
+    "evaluate": 21,
     "sweep_train": 6,
     "sweep_sample": 6,
     "sweep_evaluate": 12,
     "delta_sample": 6,
     "delta_evaluate": 6,
+    "plot_samples": 3,
+    "plot_trajectory": 3,
+    "plot_emergent": 6,
 }
 # the unlabelled RGB paper configs (ffhq, lsun_church): no classifier or domain metric, FID on (metrics per model fid,
-# nll, simplicity, memorization, smoothness; 12) against one reference file of the
+# nll, simplicity, memorization, smoothness, 2 emergent; 14) against one reference file of the
 # training split; sweep 4 sizes x 2 models x 3 seeds = 24 points scored by FID and
 # memorization; data-efficiency figures fid and ratio_of_medians; IHDM's FID at 4 δ
 PAPER_JOBS = {
@@ -142,26 +153,26 @@ PAPER_JOBS = {
     "delta_evaluate": 4,
 }
 # the labelled paper configs (mnist, mnist_small, cifar10, afhq64, afhq256): the domain
-# metric (classifier) and FID (14 metrics, 3 per sweep point)
+# metric (classifier) and FID (16 metrics, 3 per sweep point)
 LABELLED_PAPER_JOBS = {
     **PAPER_JOBS,
     "classifier": 1,
-    "evaluate": 14,
+    "evaluate": 16,
     "sweep_evaluate": 72,
     "plot_data_efficiency": 3,
 }
 LABELLED_PAPER = ("mnist", "cifar10", "afhq")
 PLANNED_JOBS = {
-    "config.yaml": (CONFIG_JOBS, 86),
-    "test.yaml": (TEST_JOBS, 70),
+    "config.yaml": (CONFIG_JOBS, 112),
+    "test.yaml": (TEST_JOBS, 79),
     # the CIFAR-10 JPEGs: as config/test.yaml (a zip with class folders, evaluate.domain)
     # without a δ sweep
     "cifar10_jpeg.yaml": (
         {k: n for k, n in TEST_JOBS.items() if "delta" not in k},
-        63,
+        72,
     ),
-    **{f"paper/{p.name}": (PAPER_JOBS, 154) for p in PAPER_CONFIGS if not p.name.startswith(LABELLED_PAPER)},
-    **{f"paper/{p.name}": (LABELLED_PAPER_JOBS, 182) for p in PAPER_CONFIGS if p.name.startswith(LABELLED_PAPER)},
+    **{f"paper/{p.name}": (PAPER_JOBS, 163) for p in PAPER_CONFIGS if not p.name.startswith(LABELLED_PAPER)},
+    **{f"paper/{p.name}": (LABELLED_PAPER_JOBS, 191) for p in PAPER_CONFIGS if p.name.startswith(LABELLED_PAPER)},
 }
 # the figures of config/test.yaml (results/test/figures/<name>.png and .pdf)
 TEST_FIGURES = [
@@ -172,6 +183,8 @@ TEST_FIGURES = [
     "interpolation",
     "emergent_shared-prior_ihdm",
     "emergent_shared-noise_ihdm",
+    "emergent_shared-prior_ddpm",
+    "emergent_shared-noise_ddpm",
     "forward-blur",
     "loss",
     "simplicity",
@@ -190,6 +203,8 @@ TEST_SAMPLES = [
     "samples/ihdm/shared-noise_seed0.npz",
     "samples/ihdm/interpolate_seed0.npz",
     "samples/ddpm/random_seed0.npz",
+    "samples/ddpm/shared-prior_seed0.npz",
+    "samples/ddpm/shared-noise_seed0.npz",
     "samples/ddpm/interpolate_seed0.npz",
 ]
 
@@ -291,8 +306,7 @@ class Pipeline:
         return self.work / "results" / self.cfg["experiment"]
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+def run_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     """The complete DAG of config/test.yaml, run once, after an interrupted training.
 
     Before the run, IHDM is trained by hand up to its first checkpoint and its final.pt
@@ -734,39 +748,34 @@ def _profile_for(cluster, dest: Path) -> dict:
 def test_slurm_profile_runs_the_pipeline(
     slurm_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """config/test.yaml through workflow/profiles/slurm, cut to IHDM, three variants and
-    one sweep point to keep the number of SLURM jobs small: every rule but the local
-    ones (tables, figures) runs as its own sbatch job."""
+    """config/test.yaml through workflow/profiles/slurm, cut to IHDM, three variants, no
+    data-efficiency or δ sweep (their rules are the main ones' on other paths; the complete
+    DAG runs in test_pipeline_writes_every_output) to keep the number of SLURM jobs small:
+    every rule but the local ones (tables, figures) runs as its own sbatch job."""
     work = _copy_workflow(tmp_path / "run")
     profile = _profile_for(slurm_cluster, tmp_path / "profile")
     monkeypatch.setenv("PATH", _env()["PATH"])  # `ihdm` inside the jobs
-    sizes = load_config(work / "config" / "test.yaml")["workflow"]["sweep_sizes"][:1]
     for key, value in [
         ("models", ["ihdm"]),
         ("variants", ["random", "shared-prior", "interpolate"]),
-        ("sweep_sizes", sizes),
-        ("sweep_seeds", [0]),
+        ("sweep_sizes", []),
         ("photographs", False),
-        ("delta_sweep", [0.02]),
+        ("delta_sweep", []),
     ]:
         _edit_config(work, "workflow", key, value)
     cfg = load_config(work / "config" / "test.yaml")
     # IHDM's 3 variants; metrics domain, nll, simplicity, memorization, smoothness,
-    # emergent_shared-prior; 1 sweep point scored by domain and memorization; 1 δ point;
-    # spectra of the data only
+    # emergent_shared-prior; spectra of the data only; no sweep pages or figures
     expected = {
         "prepare": 2, "classifier": 1, "train": 1, "sample": 3, "sample_for_evaluation": 1,
-        "evaluate": 6, "metrics_table": 1, "paper_table": 1, "sweep_train": 1, "sweep_sample": 1,
-        "sweep_evaluate": 2, "sweep_table": 1, "delta_sample": 1, "delta_evaluate": 1,
-        "delta_table": 1, "spectral": 1, "plot_samples": 1,
+        "evaluate": 6, "metrics_table": 1, "paper_table": 1, "emergent_table": 1,
+        "spectral": 1, "plot_samples": 1,
         "plot_trajectory": 1, "plot_interpolation": 1, "plot_emergent": 1,
         "plot_forward_blur": 1, "plot_loss": 1, "plot_psd": 1, "plot_erased_frequency": 1,
-        "plot_data_efficiency": 2, "plot_simplicity": 1, "plot_delta_sweep": 1,
-        "report_tables": 1, "report_delta_page": 1, "all": 1,
+        "plot_simplicity": 1, "report_tables": 1, "report_emergent_page": 1, "all": 1,
     }
     figures = ["samples_ihdm", "trajectory_ihdm", "interpolation", "emergent_shared-prior_ihdm",
-               "forward-blur", "loss", "simplicity", "delta-sweep", "psd_data", "erased-frequency_data",
-               "data-efficiency_fd", "data-efficiency_ratio_of_medians"]
+               "forward-blur", "loss", "simplicity", "psd_data", "erased-frequency_data"]
     start = time.monotonic()
     run = run_snakemake_slurm(
         work,
@@ -782,17 +791,19 @@ def test_slurm_profile_runs_the_pipeline(
     assert jobs == expected
 
     res = work / "results" / cfg["experiment"]
+    assert not (res / "sweep").exists() and not (res / "delta").exists()
     for path in (
         "tables/metrics.csv",
-        "sweep/data_efficiency.csv",
+        "tables/emergent.csv",
+        "report/metrics.html",
         "spectral/spectral.json",
         *(f"samples/ihdm/{v}_seed0.npz" for v in ("random", "shared-prior", "interpolate")),
         *(f"figures/{name}.pdf" for name in figures),
     ):
         assert (res / path).is_file(), path
     logs = work / ".snakemake" / "slurm_logs"
-    local = {"metrics_table", "sweep_table", "delta_table", "paper_table", "report_tables",
-             "report_delta_page", "all"}
+    local = {"metrics_table", "emergent_table", "paper_table", "report_tables",
+             "report_emergent_page", "all"}
     for rule, n in jobs.items():
         found = sorted((logs / f"rule_{rule}").rglob("*.log"))
         if rule in local or rule.startswith("plot_"):

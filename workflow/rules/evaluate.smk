@@ -138,6 +138,7 @@ use rule metrics_table as emergent_table with:
         "results/{exp}/logs/emergent_table.log",
     benchmark:
         "results/{exp}/benchmarks/emergent_table.tsv"
+    localrule: True
 
 
 # The paper's values beside this run's, each row naming its protocol (ihdm/paper.py).

@@ -2,13 +2,17 @@
 of each model, the metrics and the data-efficiency sweep. The Snakemake report shows HTML
 pages but offers CSV and YAML files only as downloads."""
 
-# the pages of the report, all made by rule report_tables
-REPORT_PAGES = [
-    f"{RESULTS}/report/{page}.html"
-    for page in ("config", "loss", "metrics", "data_efficiency", "paper_comparison")
-] + [f"{RESULTS}/report/delta_sweep.html" for _ in delta_table_files()] + [
-    f"{RESULTS}/report/emergent.html" for _ in emergent_table_files()
-]
+# the pages of the report: those of rule report_tables, and one per optional table (the
+# data-efficiency sweep, the δ sweep, the emergent properties) when the config makes it
+REPORT_PAGES = (
+    [
+        f"{RESULTS}/report/{page}.html"
+        for page in ("config", "loss", "metrics", "paper_comparison")
+    ]
+    + [f"{RESULTS}/report/data_efficiency.html" for _ in sweep_table_files()]
+    + [f"{RESULTS}/report/delta_sweep.html" for _ in delta_table_files()]
+    + [f"{RESULTS}/report/emergent.html" for _ in emergent_table_files()]
+)
 # rows of each loss log in the loss table: evenly spaced logged steps, the last included
 LOSS_ROWS = 21
 
@@ -19,7 +23,6 @@ rule report_tables:
         config=CONFIG_FILE,
         models=expand("results/{{exp}}/models/{model}/final.pt", model=MODELS),
         metrics="results/{exp}/tables/metrics.csv",
-        sweep=sweep_table_files(),
         paper="results/{exp}/tables/paper_comparison.csv",
     output:
         config=report(
@@ -39,12 +42,6 @@ rule report_tables:
             caption="../report/metrics.rst",
             category="Tables",
             labels={"table": "metrics", "experiment": "{exp}"},
-        ),
-        sweep=report(
-            "results/{exp}/report/data_efficiency.html",
-            caption="../report/data_efficiency.rst",
-            category="Tables",
-            labels={"table": "data efficiency", "experiment": "{exp}"},
         ),
         paper=report(
             "results/{exp}/report/paper_comparison.html",
@@ -76,8 +73,6 @@ rule report_tables:
         " && ihdm table {params.losses:q} --names {params.models} --rows {params.rows}"
         " --title 'Training loss' --out {output.loss:q}"
         " && ihdm table {input.metrics:q} --title Metrics --out {output.metrics:q}"
-        " && ihdm table {input.sweep:q} --title 'Data efficiency'"
-        " --out {output.sweep:q}"
         " && ihdm table {input.paper:q} --title 'The paper and this run'"
         " --out {output.paper:q}) > {log:q} 2>&1"
 
@@ -127,3 +122,24 @@ use rule report_delta_page as report_emergent_page with:
     params:
         title="Emergent properties",
         code=code("table"),
+    localrule: True
+
+
+use rule report_delta_page as report_sweep_page with:
+    input:
+        "results/{exp}/sweep/data_efficiency.csv",
+    output:
+        report(
+            "results/{exp}/report/data_efficiency.html",
+            caption="../report/data_efficiency.rst",
+            category="Tables",
+            labels={"table": "data efficiency", "experiment": "{exp}"},
+        ),
+    log:
+        "results/{exp}/logs/report_sweep_page.log",
+    benchmark:
+        "results/{exp}/benchmarks/report_sweep_page.tsv"
+    params:
+        title="Data efficiency",
+        code=code("table"),
+    localrule: True
