@@ -123,7 +123,7 @@ TEST_JOBS = {
 }
 # config/config.yaml: as config/test.yaml with a third model (blurring diffusion: its
 # training, 4 sample sets, evaluation samples, 7 metrics, its sweep points and figures) and
-# 6 δ; sweep 2 sizes x 3 models = 6 points
+# 4 δ; sweep 2 sizes x 3 models = 6 points
 CONFIG_JOBS = {
     **TEST_JOBS,
     "train": 3,
@@ -133,8 +133,8 @@ CONFIG_JOBS = {
     "sweep_train": 6,
     "sweep_sample": 6,
     "sweep_evaluate": 12,
-    "delta_sample": 6,
-    "delta_evaluate": 6,
+    "delta_sample": 4,
+    "delta_evaluate": 4,
     "plot_samples": 3,
     "plot_trajectory": 3,
     "plot_emergent": 6,
@@ -163,7 +163,7 @@ LABELLED_PAPER_JOBS = {
 }
 LABELLED_PAPER = ("mnist", "cifar10", "afhq")
 PLANNED_JOBS = {
-    "config.yaml": (CONFIG_JOBS, 112),
+    "config.yaml": (CONFIG_JOBS, 108),
     "test.yaml": (TEST_JOBS, 79),
     # the CIFAR-10 JPEGs: as config/test.yaml (a zip with class folders, evaluate.domain)
     # without a δ sweep
