@@ -465,12 +465,14 @@ def test_changing_sample_n_reruns_sampling_but_not_training(
         "plot_trajectory",
         "plot_interpolation",
         "plot_emergent",
+        "emergent_table",
         "report_tables",
+        "report_emergent_page",
         "all",
     }, jobs
-    assert jobs["sample"] == 6
-    # the metrics of figure samples: smoothness of both models, IHDM's 2 emergent
-    assert jobs["evaluate"] == 4
+    assert jobs["sample"] == 8
+    # the metrics of figure samples: smoothness and the 2 emergent of both models
+    assert jobs["evaluate"] == 6
 
 
 def _dry_run(work: Path, *args: str) -> str:
@@ -553,9 +555,9 @@ def test_sampling_keys_and_threads_do_not_retrain(pipeline: Pipeline, tmp_path: 
     assert "results/test/metrics/ihdm/nll.json" in planned_outputs(out)
     jobs, out = plan("ddpm", "ddim_steps", cfg["ddpm"]["ddim_steps"] + 1)
     assert planned_models(out) == {"ddpm"}
-    # DDPM's 2 variants and 2 sweep points; its metrics but the NLL (domain,
-    # memorization, smoothness)
-    assert jobs["sample"] == 2 and jobs["sweep_sample"] == 2 and jobs["evaluate"] == 3
+    # DDPM's 4 variants and 2 sweep points; its metrics but the NLL (domain,
+    # memorization, smoothness, 2 emergent)
+    assert jobs["sample"] == 4 and jobs["sweep_sample"] == 2 and jobs["evaluate"] == 5
     assert not {p for p in planned_outputs(out) if p.endswith("nll.json")}
     # the random figure samples only: evaluation samples have no trajectory
     jobs, _ = plan("sample", "trajectory_frames", cfg["sample"]["trajectory_frames"] + 1)
@@ -693,8 +695,8 @@ def test_config_file_replaces_the_default_config(tmp_path: Path) -> None:
     cfg.setdefault("evaluate", {})["fid"] = True
     default.write_text(yaml.safe_dump(cfg, sort_keys=False))
     with_default = planned_jobs(snakemake("-n", "--cores", "1", cwd=work))
-    # FID for both models and each of the 6 sweep points
-    assert with_default["evaluate"] == CONFIG_JOBS["evaluate"] + 2
+    # FID for the three models and each of the 6 sweep points
+    assert with_default["evaluate"] == CONFIG_JOBS["evaluate"] + 3
     assert with_default["sweep_evaluate"] == CONFIG_JOBS["sweep_evaluate"] + 6
     out = snakemake("-n", "--cores", "1", "--configfile", "config/test.yaml", cwd=work)
     assert planned_jobs(out) == TEST_JOBS

@@ -119,10 +119,10 @@ use rule report_delta_page as report_emergent_page with:
         "results/{exp}/logs/report_emergent_page.log",
     benchmark:
         "results/{exp}/benchmarks/report_emergent_page.tsv"
+    localrule: True
     params:
         title="Emergent properties",
         code=code("table"),
-    localrule: True
 
 
 use rule report_delta_page as report_sweep_page with:
@@ -139,7 +139,7 @@ use rule report_delta_page as report_sweep_page with:
         "results/{exp}/logs/report_sweep_page.log",
     benchmark:
         "results/{exp}/benchmarks/report_sweep_page.tsv"
+    localrule: True
     params:
         title="Data efficiency",
         code=code("table"),
-    localrule: True
