@@ -99,9 +99,11 @@ def main() -> None:
             continue
         samples = work / name / "samples.npz"
         t0 = time.perf_counter()
+        # the candidate's overrides too: sampling refuses a config whose training keys differ
+        sets = [x for s in CANDIDATES[name] for x in ("--set", s)]
         subprocess.run(ihdm + ["sample", args.config, "--checkpoint", str(final), "--n", str(args.n),
-                               "--data", str(train_npz), "--out", str(samples), "--set", "sample.trajectory_frames=0"],
-                       check=True, capture_output=True)
+                               "--data", str(train_npz), "--out", str(samples), "--set", "sample.trajectory_frames=0"]
+                       + sets, check=True, capture_output=True)
         sample_s = time.perf_counter() - t0
         metric = work / name / "domain.json"
         subprocess.run(ihdm + ["evaluate", args.config, "--metric", "domain", "--samples", str(samples),
