@@ -63,7 +63,7 @@ from .data import to_tensor
 from .heat import dct_matrix, eigenvalues
 from .metrics.nll import (N_BINS, bits_per_dim, dequantise, discretized_gaussian_log_likelihood,
                           gaussian_log_density)
-from .noise import slerp
+from .noise import randn as _randn, slerp
 
 # What the package, the workflow and the tests know of this model (read from the source,
 # without importing it, by ihdm.provenance.models)
@@ -531,10 +531,3 @@ class BlurringDiffusion:
             "t_stride": t_stride,
             "T": T,
         }
-
-
-def _randn(shape: Sequence[int], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Standard normal noise from ``generator`` (drawn on its device), in ``like``'s device and dtype."""
-    if generator is None:
-        return torch.randn(tuple(shape), device=like.device, dtype=like.dtype)
-    return torch.randn(tuple(shape), generator=generator, device=generator.device).to(like.device, like.dtype)

@@ -28,7 +28,7 @@ from torch import nn
 from .config import ConfigError
 from .metrics.nll import (N_BINS, bits_per_dim, dequantise, discretized_gaussian_log_likelihood,
                           gaussian_kl, gaussian_log_density)
-from .noise import slerp
+from .noise import randn as _randn, slerp
 
 # What the package, the workflow and the tests know of this model (read from the source,
 # without importing it, by ihdm.provenance.models)
@@ -544,12 +544,6 @@ def _shared_randn(x0: torch.Tensor, generator: torch.Generator | None) -> torch.
     return torch.cat([half, half])
 
 
-def _randn(shape: Sequence[int], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    """Standard normal noise drawn from ``generator`` (on its device), moved to ``like``'s device/dtype."""
-    if generator is None:
-        return torch.randn(tuple(shape), device=like.device, dtype=like.dtype)
-    z = torch.randn(tuple(shape), generator=generator, device=generator.device)
-    return z.to(device=like.device, dtype=like.dtype)
 
 
 def _as_unit_nchw(u0: torch.Tensor | np.ndarray) -> torch.Tensor:

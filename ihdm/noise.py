@@ -1,9 +1,20 @@
-"""Spherical interpolation of Gaussian noise, shared by the IHDM and DDPM samplers."""
+"""Gaussian noise helpers shared by the samplers: seeded draws and spherical interpolation."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
+
+
+def randn(shape: Sequence[int], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Standard normal noise drawn from ``generator`` (on its device, so that a seed gives
+    the same draws wherever the model runs), in ``like``'s device and dtype."""
+    if generator is None:
+        return torch.randn(tuple(shape), device=like.device, dtype=like.dtype)
+    z = torch.randn(tuple(shape), generator=generator, device=generator.device)
+    return z.to(device=like.device, dtype=like.dtype)
 
 
 def slerp(a: Tensor, b: Tensor, w: float) -> Tensor:
