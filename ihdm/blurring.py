@@ -61,9 +61,8 @@ from torch import Tensor, nn
 from .config import ConfigError
 from .data import to_tensor
 from .heat import dct_matrix, eigenvalues
-from .metrics.nll import (N_BINS, bits_per_dim, dequantise, discretized_gaussian_log_likelihood,
-                          gaussian_log_density)
-from .noise import randn as _randn, slerp
+from .metrics.nll import PairedBound
+from .noise import net_device, randn as _randn, slerp, to_data, to_model
 
 # What the package, the workflow and the tests know of this model (read from the source,
 # without importing it, by ihdm.provenance.models)
@@ -108,11 +107,6 @@ def frequency_scaling(lam, tau, min_scale: float) -> np.ndarray:
     """d = (1 − d_min) exp(−λ τ) + d_min for every τ (leading axes) and eigenvalue λ."""
     return (1 - min_scale) * np.exp(-np.multiply.outer(np.asarray(tau, dtype=np.float64),
                                                        np.asarray(lam, dtype=np.float64))) + min_scale
-
-
-def _net_device(net: nn.Module) -> torch.device:
-    param = next(net.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 class BlurringDiffusion:
@@ -171,15 +165,8 @@ class BlurringDiffusion:
                    nll_t_stride=cfg["evaluate"]["blurring_nll_t_stride"])
 
     # ----------------------------------------------------------------- scales and bases
-    @staticmethod
-    def to_model(u: Tensor) -> Tensor:
-        """[0, 1] -> [-1, 1]."""
-        return 2.0 * u - 1.0
-
-    @staticmethod
-    def to_data(x: Tensor) -> Tensor:
-        """[-1, 1] -> [0, 1], clamped."""
-        return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+    to_model = staticmethod(to_model)
+    to_data = staticmethod(to_data)
 
     def alpha(self, i) -> np.ndarray:
         """α_i = a_i d_i per frequency for levels ``i`` (scalar or array): (..., H, W) float64."""
@@ -392,7 +379,7 @@ class BlurringDiffusion:
         if trajectory_frames:
             picks = np.round(np.linspace(0, len(levels) - 1, trajectory_frames)).astype(int)
             saved_at = {int(p) for p in picks}
-        device = torch.device(device) if device is not None else _net_device(net)
+        device = torch.device(device) if device is not None else net_device(net)
         batch_size = n if batch_size is None else int(batch_size)
         gen = torch.Generator().manual_seed(int(seed))
         shared_noise = None
@@ -468,30 +455,22 @@ class BlurringDiffusion:
         if t_offset is not None and not 0 <= t_offset < t_stride:
             raise ValueError(f"t_offset must be in 0..{t_stride - 1}, got {t_offset}")
         u_all = to_tensor(images)
-        device = _net_device(net)
+        device = net_device(net)
         gen = torch.Generator().manual_seed(int(seed))
-        gen_deq = torch.Generator().manual_seed(int(seed) + 1)
         n, n_dims = u_all.shape[0], int(np.prod(u_all.shape[1:]))
         T, dec_var = self.T, self.decoder_variance()
         alpha_T = torch.as_tensor(self.alpha(T), dtype=torch.float64, device=device)
+        alpha_1 = torch.as_tensor(self.alpha(1), dtype=torch.float64, device=device)
         var_T = float(self.sigma[T] ** 2)
-        names = ("L_T", "L_intermediate", "L_0")
-        totals = {"discrete": dict.fromkeys(names, 0.0), "dequantised": dict.fromkeys(names, 0.0)}
-
-        def add(term: str, values: Tensor, weight: float = 1.0) -> None:
-            per_image = values.flatten(1).sum(1)
-            for key, part in zip(totals, per_image.split(per_image.shape[0] // 2)):
-                totals[key][term] += weight * float(part.sum())
-
+        bound = PairedBound(("L_T", "L_intermediate", "L_0"), seed)
         was_training = net.training
         net.eval()
         try:
-            for start in range(0, n, batch_size):
-                u_b = u_all[start : start + batch_size].to(device)
+            for u_b, pair in bound.batches(u_all, batch_size, device):
                 B = u_b.shape[0]
-                x0 = self.to_model(torch.cat([u_b, dequantise(u_b, gen_deq)]))  # discrete, dequantised
+                x0 = self.to_model(pair)  # discrete, dequantised
                 u0 = self.dct(x0.double())
-                add("L_T", 0.5 * (var_T + (alpha_T * u0) ** 2 - 1.0 - math.log(var_T)))
+                bound.add("L_T", 0.5 * (var_T + (alpha_T * u0) ** 2 - 1.0 - math.log(var_T)))
                 if t_offset is not None:
                     offset = t_offset
                 else:
@@ -503,22 +482,14 @@ class BlurringDiffusion:
                     eps = _randn((B, *x0.shape[1:]), gen, x0).repeat(2, 1, 1, 1)
                     x_t = self.q_sample(x0, i, eps)
                     diff = self.dct((self.predict_eps(net, x_t, i) - eps).double())
-                    add("L_intermediate", weight * diff**2, t_stride)
+                    bound.add("L_intermediate", weight * diff**2, t_stride)
                 eps = _randn((B, *x0.shape[1:]), gen, x0).repeat(2, 1, 1, 1)
                 x_1 = self.q_sample(x0, 1, eps)
-                alpha_1 = torch.as_tensor(self.alpha(1), dtype=torch.float64, device=device)
                 u_hat = (self.dct(x_1.double()) - float(self.sigma[1]) * self.dct(self.predict_eps(net, x_1, 1).double())) / alpha_1
-                x0_hat = self.idct(u_hat)
-                log_p = discretized_gaussian_log_likelihood(u_b.double(), (x0_hat[:B] + 1) / 2,
-                                                            0.5 * math.log(dec_var) - math.log(2.0))
-                totals["discrete"]["L_0"] += float(-log_p.sum())
-                log_p = gaussian_log_density(x0[B:].double(), x0_hat[B:], 0.5 * math.log(dec_var))
-                totals["dequantised"]["L_0"] += float(-log_p.sum()) - B * n_dims * math.log(2.0)
+                bound.add_decoder("L_0", u_b, x0, self.idct(u_hat), dec_var)
         finally:
             net.train(was_training)
-        bits = {key: {term: float(bits_per_dim(v / n, n_dims)) for term, v in terms.items()}
-                for key, terms in totals.items()}
-        bits["dequantised"]["dequantisation"] = math.log2(N_BINS)
+        bits = bound.bits(n, n_dims)
         bpd = {key: sum(terms.values()) for key, terms in bits.items()}
         return {
             "bits_per_dim": bpd["discrete"],

@@ -25,10 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ConfigError
-from .metrics.nll import (N_BINS, bits_per_dim, dequantise, discretized_gaussian_log_likelihood,
-                          gaussian_kl, gaussian_log_density)
-from .noise import randn as _randn, slerp
+from .metrics.nll import PairedBound, gaussian_kl
+from .noise import net_device, randn as _randn, slerp, to_data, to_model
 
 # What the package, the workflow and the tests know of this model (read from the source,
 # without importing it, by ihdm.provenance.models)
@@ -60,11 +58,6 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
     f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
     alpha_bar = f / f[0]
     return torch.clamp(1 - alpha_bar[1:] / alpha_bar[:-1], max=max_beta)
-
-
-def _net_device(net: nn.Module) -> torch.device:
-    param = next(net.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 class DDPM:
@@ -148,15 +141,8 @@ class DDPM:
         return f"DDIM, {steps} of T={self.T} steps, η={eta:g}"
 
     # ----------------------------------------------------------------- helpers
-    @staticmethod
-    def to_model(u: torch.Tensor) -> torch.Tensor:
-        """[0, 1] -> [-1, 1]."""
-        return 2.0 * u - 1.0
-
-    @staticmethod
-    def to_data(x: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] -> [0, 1], clamped."""
-        return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+    to_model = staticmethod(to_model)
+    to_data = staticmethod(to_data)
 
     def _gather(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """values[t] shaped (B, 1, 1, ...) to broadcast against ``like`` (tables cached per device/dtype)."""
@@ -359,7 +345,7 @@ class DDPM:
         eta = self.ddim_eta if eta is None else float(eta)
         if variant == "interpolate":
             eta = 0.0
-        device = torch.device(device) if device is not None else _net_device(net)
+        device = torch.device(device) if device is not None else net_device(net)
         batch_size = n if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -473,32 +459,22 @@ class DDPM:
         if t_offset is not None and not 0 <= t_offset < t_stride:
             raise ValueError(f"t_offset must be in 0..t_stride-1={t_stride - 1}, got {t_offset}")
         u = _as_unit_nchw(u0)
-        device = torch.device(device) if device is not None else _net_device(net)
+        device = torch.device(device) if device is not None else net_device(net)
         gen = torch.Generator().manual_seed(int(seed))
-        gen_deq = torch.Generator().manual_seed(int(seed) + 1)  # leaves gen's draws as before
         n, n_dims = u.shape[0], int(np.prod(u.shape[1:]))
         T = self.T
         dec_var = float(self.beta_tilde[1]) if T > 1 else float(self.betas[0])
-        names = ("prior", "diffusion", "decoder")
-        totals = {"discrete": dict.fromkeys(names, 0.0), "dequantised": dict.fromkeys(names, 0.0)}
-
-        def add(term: str, values: torch.Tensor, weight: float = 1.0) -> None:
-            per_image = values.flatten(1).sum(1)
-            for key, part in zip(totals, per_image.split(per_image.shape[0] // 2)):
-                totals[key][term] += weight * float(part.sum())
-
+        bound = PairedBound(("L_T", "L_intermediate", "L_0"), seed)
         was_training = net.training
         net.eval()
         try:
-            for start in range(0, n, batch_size):
-                u_b = u[start : start + batch_size].to(device)
-                # the discrete half, then the dequantised half
-                x0 = self.to_model(torch.cat([u_b, dequantise(u_b, gen_deq)]))
+            for u_b, pair in bound.batches(u, batch_size, device):
+                x0 = self.to_model(pair)  # the discrete half, then the dequantised half
                 x0_64 = x0.double()
                 # L_T: prior KL
                 ab_T = float(self.alpha_bar[T - 1])
-                add("prior", gaussian_kl(math.sqrt(ab_T) * x0_64, math.log(1 - ab_T),
-                                         torch.zeros_like(x0_64), 0.0))
+                bound.add("L_T", gaussian_kl(math.sqrt(ab_T) * x0_64, math.log(1 - ab_T),
+                                             torch.zeros_like(x0_64), 0.0))
                 # L_{t-1}, t = 1..T-1
                 if t_offset is not None:
                     offset = t_offset
@@ -509,30 +485,21 @@ class DDPM:
                     x0_hat, _ = self.predict_x0(net, x_t, t, clip_denoised=False)
                     mean_q, var = self.q_posterior(x0_64, x_t.double(), t)
                     mean_p, _ = self.q_posterior(x0_hat.double(), x_t.double(), t)
-                    add("diffusion", gaussian_kl(mean_q, math.log(var), mean_p, math.log(var)), t_stride)
+                    bound.add("L_intermediate", gaussian_kl(mean_q, math.log(var), mean_p, math.log(var)), t_stride)
                 # L_0 at t = 0: the discretised decoder and the decoder's density
                 x_1 = self.q_sample(x0, torch.tensor(0), noise=_shared_randn(x0, gen))
                 x0_hat, _ = self.predict_x0(net, x_1, 0, clip_denoised=False)
-                B = u_b.shape[0]
-                log_p = discretized_gaussian_log_likelihood(
-                    ((x0_64[:B] + 1) / 2).clamp(0, 1), (x0_hat[:B].double() + 1) / 2,
-                    0.5 * math.log(dec_var) - math.log(2.0)
-                )
-                totals["discrete"]["decoder"] += float(-log_p.sum())
-                log_p = gaussian_log_density(x0_64[B:], x0_hat[B:].double(), 0.5 * math.log(dec_var))
-                totals["dequantised"]["decoder"] += float(-log_p.sum()) - B * n_dims * math.log(2.0)
+                bound.add_decoder("L_0", u_b, x0_64, x0_hat, dec_var)
         finally:
             net.train(was_training)
-        out: dict[str, Any] = {
-            f"{k}_bpd": float(bits_per_dim(v / n, n_dims)) for k, v in totals["discrete"].items()
-        }
+        bits = bound.bits(n, n_dims)
+        out: dict[str, Any] = {f"{name}_bpd": bits["discrete"][term]
+                               for name, term in (("prior", "L_T"), ("diffusion", "L_intermediate"),
+                                                  ("decoder", "L_0"))}
         out["bits_per_dim"] = out["prior_bpd"] + out["diffusion_bpd"] + out["decoder_bpd"]
         out["bpd_discrete"] = out["bits_per_dim"]
-        deq = {name: float(bits_per_dim(totals["dequantised"][key] / n, n_dims))
-               for name, key in (("L_T", "prior"), ("L_intermediate", "diffusion"), ("L_0", "decoder"))}
-        deq["dequantisation"] = math.log2(N_BINS)
-        out["terms_bits_per_dim_dequantised"] = deq
-        out["bpd_dequantised"] = sum(deq.values())
+        out["terms_bits_per_dim_dequantised"] = bits["dequantised"]
+        out["bpd_dequantised"] = sum(bits["dequantised"].values())
         out.update({"n_images": n, "n_dims": n_dims, "t_stride": t_stride, "T": T})
         return out
 

@@ -1,11 +1,12 @@
-"""Gaussian noise helpers shared by the samplers: seeded draws and spherical interpolation."""
+"""What the Gaussian diffusion models share (DDPM, blurring diffusion; IHDM uses slerp):
+seeded draws, spherical interpolation, the [-1, 1] model scale and the network's device."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def randn(shape: Sequence[int], generator: torch.Generator | None, like: Tensor) -> Tensor:
@@ -31,3 +32,19 @@ def slerp(a: Tensor, b: Tensor, w: float) -> Tensor:
     wb = torch.where(small, torch.full_like(so, w), torch.sin(w * omega) / so.where(~small, 1))
     shape = (-1,) + (1,) * (a.ndim - 1)
     return (wa.view(shape) * a64 + wb.view(shape) * b64).to(a.dtype)
+
+
+def to_model(u: Tensor) -> Tensor:
+    """[0, 1] data -> the models' [-1, 1] scale (Ho et al.'s)."""
+    return 2.0 * u - 1.0
+
+
+def to_data(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1], clamped."""
+    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def net_device(net: nn.Module) -> torch.device:
+    """The device of ``net``'s first parameter (the CPU for a network without any)."""
+    param = next(net.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

@@ -115,3 +115,48 @@ def bits_per_dim(nats_per_image: torch.Tensor | float, n_dims: int, continuous_0
     if continuous_01:
         bpd = bpd + math.log2(N_BINS)
     return bpd
+
+
+class PairedBound:
+    """Both estimators of a variational bound in one pass, over paired batches: each
+    batch is the 8-bit images (first half, the discrete estimator) stacked on the same
+    images dequantised (second half); the models share every draw between the halves.
+    Totals are nats summed over images, per term and estimator."""
+
+    def __init__(self, terms: tuple[str, ...], seed: int) -> None:
+        self.totals = {"discrete": dict.fromkeys(terms, 0.0), "dequantised": dict.fromkeys(terms, 0.0)}
+        # its own stream, so that the models' draws do not depend on the dequantisation
+        self._gen_deq = torch.Generator().manual_seed(int(seed) + 1)
+
+    def batches(self, u01: torch.Tensor, batch_size: int, device: torch.device):
+        """(u_b, pair) per batch of ``u01`` (float NCHW on the 8-bit grid): u_b on
+        ``device`` and pair = [u_b; dequantise(u_b)] in [0, 1]."""
+        for start in range(0, u01.shape[0], batch_size):
+            u_b = u01[start : start + batch_size].to(device)
+            yield u_b, torch.cat([u_b, dequantise(u_b, self._gen_deq)])
+
+    def add(self, term: str, values: torch.Tensor, weight: float = 1.0) -> None:
+        """Add a paired batch of per-element nats (summed per image, times ``weight``)."""
+        per_image = values.flatten(1).sum(1)
+        for key, part in zip(self.totals, per_image.split(per_image.shape[0] // 2)):
+            self.totals[key][term] += weight * float(part.sum())
+
+    def add_decoder(self, term: str, u_b: torch.Tensor, x0: torch.Tensor, x0_hat: torch.Tensor,
+                    var: float) -> None:
+        """L_0 = −log p(x_0 | x_1) for a Gaussian decoder N(x0_hat, var) on the [−1, 1]
+        scale: its mass in the pixel's 8-bit bin for the discrete half (``u_b`` in [0, 1]),
+        its density less N ln 2 (dx/dy = 2) for the dequantised half of ``x0``."""
+        B, n_dims = u_b.shape[0], int(u_b[0].numel())
+        log_p = discretized_gaussian_log_likelihood(u_b.double(), (x0_hat[:B].double() + 1) / 2,
+                                                    0.5 * math.log(var) - LOG2)
+        self.totals["discrete"][term] += float(-log_p.sum())
+        log_p = gaussian_log_density(x0[B:].double(), x0_hat[B:].double(), 0.5 * math.log(var))
+        self.totals["dequantised"][term] += float(-log_p.sum()) - B * n_dims * LOG2
+
+    def bits(self, n: int, n_dims: int) -> dict[str, dict[str, float]]:
+        """Bits/dim per term and estimator for ``n`` images; the dequantised estimator adds
+        the dequantisation's 8 bits/dim as its own term."""
+        out = {key: {term: float(bits_per_dim(v / n, n_dims)) for term, v in terms.items()}
+               for key, terms in self.totals.items()}
+        out["dequantised"]["dequantisation"] = math.log2(N_BINS)
+        return out
