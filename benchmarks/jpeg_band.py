@@ -9,7 +9,7 @@ of the CIFAR files). Per radial DCT frequency it prints the coherent gain
 Σ c·ĉ / Σ c² (1: the signal kept; below 1: attenuated) and the error power
 Σ (ĉ − c)² / Σ c² (block edges and quantisation noise).
 
-    python benchmarks/jpeg_band.py [--train resources/folder/32px/train.npz]
+    python benchmarks/jpeg_band.py [--train resources/folder/32px-<digest>/train.npz]
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ihdm import provenance
+from ihdm.config import load_config
+
 OPTIONS = {
     # name: overrides on top of the config (cpu_bf16 only acts on the CPU; CUDA runs bf16
     # when train.mixed_precision is true)
@@ -52,13 +55,15 @@ def measure(config: str, data: str, sets: list[str], steps: int, skip: int, out:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="config/config.yaml")
-    ap.add_argument("--data", default="resources/mnist5k/28px/train.npz")
+    ap.add_argument("--data", help="prepared training images (default: the workflow's for --config)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--skip", type=int, default=50, help="steps left out of the median")
     ap.add_argument("--set", action="append", default=[], help="extra override for every run")
     ap.add_argument("--options", nargs="+", choices=list(OPTIONS), default=list(OPTIONS))
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args()
+    if args.data is None:
+        args.data = f"{provenance.prepared_data_dir(load_config(args.config))}/train.npz"
     if not Path(args.data).exists():
         sys.exit(f"no prepared data at {args.data}: run `ihdm prepare` (or `make run`) first")
     results = {}

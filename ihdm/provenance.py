@@ -55,6 +55,34 @@ def training_keys(model: str) -> tuple[str, ...]:
     return COMMON_TRAINING_KEYS + tuple(model_info(model)["training_keys"])
 
 
+#: data keys that do not change a prepared split: data.train_size cuts the split at
+#: training time, data.download only says whether it may be fetched
+UNPREPARED_DATA_KEYS = ("train_size", "download")
+
+
+def data_keys(cfg: dict, split: str) -> list[str]:
+    """The dotted data keys ``ihdm prepare`` reads for ``split`` (data.test_root only for
+    the test split)."""
+    ignored = set(UNPREPARED_DATA_KEYS) | ({"test_root"} if split == "train" else set())
+    return [f"data.{key}" for key in cfg["data"] if key not in ignored]
+
+
+def data_digest(cfg: dict) -> str:
+    """8 hex digits of every data key either split is prepared from: experiments share
+    prepared data (the workflow's resources/<dataset>/<res>px-<digest>/) only when these
+    agree."""
+    keys = sorted(set(data_keys(cfg, "train")) | set(data_keys(cfg, "test")))
+    text = json.dumps({key: lookup(cfg, key) for key in keys}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def prepared_data_dir(cfg: dict) -> str:
+    """Where the workflow keeps the prepared splits of ``cfg``'s data, relative to its
+    working directory."""
+    data = cfg["data"]
+    return f"resources/{data['dataset']}/{data['resolution']}px-{data_digest(cfg)}"
+
+
 # --------------------------------------------------------------------------- models
 #: what a model module states at its top level (literals), read here without importing it
 #: (SAMPLING_KEYS: the keys read by sampling and scoring, not by training; NLL_KEYS: the
@@ -245,18 +273,20 @@ def code_fingerprint(command: str, model: str | None = None) -> str:
 
 # --------------------------------------------------------------------------- records
 def training_record(cfg: dict, model: str, data_sha256: str, *, device: str,
-                    threads: int | None) -> dict:
+                    threads: int | None, processes: int = 1) -> dict:
     """What the weights of a training run depend on: the training config keys, the sha256
     of the training images (``data.array_sha256`` of the uint8 NHWC array after
     data.train_size, not of the file: the same images written twice give the same digest),
     the code of ``ihdm train``, the device type and, on the CPU, the number of torch threads
-    (its reductions split the work by thread, so another count gives other weights)."""
+    and of data-parallel processes (train.processes): their reductions split the work, so
+    another count gives other weights (in the last bits)."""
     return {
         "config": training_config(cfg, model),
         "data_sha256": data_sha256,
         "code": code_record("train", model),
         "device": device,
         "threads": threads if device == "cpu" else None,
+        "processes": int(processes),
     }
 
 
@@ -291,4 +321,8 @@ def differences(old: dict | None, new: dict) -> list[str]:
     elif old.get("threads") != new.get("threads"):
         hint = f" (train.threads={old['threads']} resumes it)" if old.get("threads") else ""
         lines.append(f"torch threads: {old.get('threads')} -> {new.get('threads')}{hint}")
+    if new.get("device") == "cpu" == old.get("device") and old.get("processes", 1) != new.get("processes", 1):
+        # records written before processes were recorded come from one-process runs
+        lines.append(f"data-parallel processes (train.processes): {old.get('processes', 1)} -> "
+                     f"{new.get('processes', 1)}")
     return lines

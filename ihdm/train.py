@@ -345,7 +345,7 @@ def _train(cfg, model, data_path, images_np, out, progress, on_change) -> Path:
     shard = slice(rank * local, (rank + 1) * local) if world > 1 else None
     process = build_model(cfg, model)
     record = provenance.training_record(cfg, model, array_sha256(images_np), device=device.type,
-                                        threads=torch.get_num_threads())
+                                        threads=torch.get_num_threads(), processes=world)
     # uint8 NCHW in memory (on the GPU when there), converted per batch: no per-sample Python
     images = torch.from_numpy(images_np).permute(0, 3, 1, 2).contiguous().to(device)
     N = images.shape[0]

@@ -1,6 +1,7 @@
 """Code fingerprints (ihdm.provenance): which edits count, and which commands they reach."""
 
 import importlib.util
+import re
 import shutil
 import sys
 
@@ -79,6 +80,33 @@ def test_differences_name_what_changed():
     assert lines[3] == "torch threads: 2 -> 4 (train.threads=2 resumes it)"
     assert provenance.differences(new, new) == []
     assert "no training record" in provenance.differences(None, new)[0]
+    # a record from before processes were recorded is a one-process run's
+    assert provenance.differences(old | {"threads": 4}, new | {"processes": 1, "config": old["config"],
+                                                            "data_sha256": old["data_sha256"],
+                                                            "code": old["code"]}) == []
+    two = provenance.differences(new, new | {"processes": 2})
+    assert two == ["data-parallel processes (train.processes): 1 -> 2"]
+    assert provenance.differences(new | {"device": "cuda"}, new | {"device": "cuda", "processes": 2}) == []
+
+
+def test_prepared_data_is_shared_only_by_configs_with_the_same_data_keys():
+    """Two experiments on one data set and resolution share prepared data exactly when the
+    keys behind the split agree (not data.train_size, not data.download)."""
+    base = {"experiment": "a", "data": {"dataset": "folder", "root": "a.zip", "test_root": "t.zip",
+                                        "resolution": 32, "channels": 3, "train_size": None,
+                                        "download": False}}
+
+    def data_dir(**data):
+        return provenance.prepared_data_dir({**base, "data": {**base["data"], **data}})
+
+    assert re.fullmatch(r"resources/folder/32px-[0-9a-f]{8}", data_dir())
+    assert data_dir(train_size=500) == data_dir(download=True) == data_dir()
+    for change in ({"root": "b.zip"}, {"test_root": "u.zip"}, {"channels": 1}):
+        assert data_dir(**change) != data_dir(), change
+    assert data_dir(resolution=64).startswith("resources/folder/64px-")
+    assert provenance.data_keys(base, "train") == ["data.dataset", "data.root", "data.resolution",
+                                                   "data.channels"]
+    assert "data.test_root" in provenance.data_keys(base, "test")
 
 
 def test_a_model_module_without_a_required_fact_is_refused(package_copy):

@@ -23,6 +23,7 @@ import pytest
 import torch
 import yaml
 
+from ihdm import provenance
 from ihdm.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def planned_outputs(output: str) -> set[str]:
 
 
 def _data_dir(cfg: dict) -> str:
-    return f"resources/{cfg['data']['dataset']}/{cfg['data']['resolution']}px"
+    return provenance.prepared_data_dir(cfg)
 
 
 # The complete DAG of each config (rule -> jobs), from dry runs checked by hand against the
@@ -253,7 +254,8 @@ def test_paper_configs_plan_fid_against_one_training_split_reference() -> None:
                     "--configfile", str(REPO / "config" / "paper" / "cifar10.yaml"))
     commands = re.findall(r"^(?:Shell command: )?(ihdm .*)$", out, re.MULTILINE)
     refs = [c for c in commands if c.startswith("ihdm fid-reference")]
-    assert len(refs) == 1 and "--data resources/cifar10/32px/train.npz" in refs[0], refs
+    assert len(refs) == 1 and re.search(r"--data resources/cifar10/32px-[0-9a-f]{8}/train\.npz ",
+                                        refs[0]), refs
     ref_file = "results/paper_cifar10/metrics/fid_reference.npz"
     assert f"--out {ref_file}" in refs[0]
     fids = [c for c in commands if c.startswith("ihdm evaluate") and "--metric fid " in c]
@@ -316,7 +318,7 @@ def run_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     work = _copy_workflow(tmp_path_factory.mktemp("workflow"))
     cfg = load_config(work / "config" / "test.yaml")
     results = work / "results" / cfg["experiment"]
-    data = f"resources/{cfg['data']['dataset']}/{cfg['data']['resolution']}px/train.npz"
+    data = f"{_data_dir(cfg)}/train.npz"
     snakemake("--cores", "2", data, "--configfile", "config/test.yaml", cwd=work)
     half = cfg["train"]["checkpoint_every"]
     assert half < cfg["train"]["steps"], "config/test.yaml: checkpoint before the end"

@@ -36,10 +36,6 @@ RESULTS = f"results/{EXP}"
 # write_config_file there): every `ihdm` command reads it, and it records what made the
 # results.
 CONFIG_FILE = f"{RESULTS}/config.yaml"
-# Prepared data is shared by experiments with the same data set and resolution.
-DATA_DIR = f"resources/{config['data']['dataset']}/{config['data']['resolution']}px"
-TRAIN_DATA = f"{DATA_DIR}/train.npz"
-TEST_DATA = f"{DATA_DIR}/test.npz"
 # `ihdm prepare` reads this empty config and gets the data keys with --set; relative to
 # the working directory, so that a copy of a finished run elsewhere is still up to date.
 # (current_basedir: workflow/rules/ of this workflow, also when it is used as a module.)
@@ -63,12 +59,6 @@ DOMAIN = config["evaluate"]["domain"]
 if DOMAIN is None:
     DOMAIN = config["data"]["dataset"] in LABELLED_DATASETS
 FID = config["evaluate"]["fid"]
-# One file of FID reference statistics per experiment (the split evaluate.fid_reference
-# names; the whole split, whatever data.train_size), shared by every FID job.
-FID_REFERENCE = "results/{exp}/metrics/fid_reference.npz"
-FID_REFERENCE_DATA = {"train": TRAIN_DATA, "test": TEST_DATA}[
-    config["evaluate"]["fid_reference"]
-]
 
 
 # ---------------------------------------------------------------- the package's models
@@ -171,23 +161,27 @@ def model_code(command):
 
 
 # ---------------------------------------------------------------- data
-def data_keys(split):
-    """The data keys `ihdm prepare` reads for a split: the whole split is prepared
-    (data.train_size cuts it at training time) and data.download does not change it."""
-    ignored = {"train_size", "download"} | (
-        {"test_root"} if split == "train" else set()
-    )
-    return [f"data.{key}" for key in config["data"] if key not in ignored]
-
-
 def prepare_options(split):
     """`--set` options with the data keys of a split: `ihdm prepare` gets them on the
     command line and no experiment's config file, so that the data shared by experiments
     depends on these keys only."""
     return " ".join(
         f"--set {shlex.quote(f'{key}={json.dumps(lookup_key(key))}')}"
-        for key in data_keys(split)
+        for key in provenance.data_keys(config, split)
     )
+
+
+# Prepared data, shared by the experiments with the same data keys (not only the same data
+# set and resolution: two zips of 32 px images must not take turns in one file).
+DATA_DIR = provenance.prepared_data_dir(config)
+TRAIN_DATA = f"{DATA_DIR}/train.npz"
+TEST_DATA = f"{DATA_DIR}/test.npz"
+# One file of FID reference statistics per experiment (the split evaluate.fid_reference
+# names; the whole split, whatever data.train_size), shared by every FID job.
+FID_REFERENCE = "results/{exp}/metrics/fid_reference.npz"
+FID_REFERENCE_DATA = {"train": TRAIN_DATA, "test": TEST_DATA}[
+    config["evaluate"]["fid_reference"]
+]
 
 
 # ---------------------------------------------------------------- training
@@ -212,7 +206,7 @@ def torch_threads(rule_name):
 def train_settings(model, rule_name="train"):
     """The keys behind a trained model: those that shape its weights
     (provenance.training_keys), how long it trains and, on the CPU, the torch threads
-    per process. A sweep point has its seed and data.train_size in its path and trains
+    per process and the number of processes. A sweep point has its seed and data.train_size in its path and trains
     workflow.sweep_steps steps."""
     keys = [*provenance.training_keys(model), *provenance.LENGTH_KEYS]
     if rule_name == "sweep_train":
@@ -220,7 +214,9 @@ def train_settings(model, rule_name="train"):
         keys = [key for key in keys if key not in own] + ["workflow.sweep_steps"]
     if config["device"] == "cuda":  # CPU threads do not touch the weights on a GPU
         return settings(*keys)
-    return settings(*keys, torch_threads=torch_threads(rule_name))
+    # data-parallel processes change the CPU's reductions too (one process: as before)
+    processes = {"processes": TRAIN_PROCESSES} if TRAIN_PROCESSES > 1 else {}
+    return settings(*keys, torch_threads=torch_threads(rule_name), **processes)
 
 
 # ---------------------------------------------------------------- sampling

@@ -1,6 +1,6 @@
 """The prepared data splits (uint8 arrays), shared by the experiments with the same data
-set and resolution: the rule reads no experiment's config (its data keys come with --set)
-and keeps its log and benchmark beside the data."""
+keys (DATA_DIR holds their digest): the rule reads no experiment's config (its data keys
+come with --set) and keeps its log and benchmark beside the data."""
 
 
 rule prepare:
