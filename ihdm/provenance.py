@@ -278,8 +278,10 @@ def training_record(cfg: dict, model: str, data_sha256: str, *, device: str,
     of the training images (``data.array_sha256`` of the uint8 NHWC array after
     data.train_size, not of the file: the same images written twice give the same digest),
     the code of ``ihdm train``, the device type and, on the CPU, the number of torch threads
-    and of data-parallel processes (train.processes): their reductions split the work, so
-    another count gives other weights (in the last bits)."""
+    (its reductions split the work by thread, so another count gives other weights). The
+    number of data-parallel processes is recorded but is no difference: the shards make up
+    the one-process batch with its draws, so the weights agree to ~1e-4 and a run may
+    resume on more or fewer processes."""
     return {
         "config": training_config(cfg, model),
         "data_sha256": data_sha256,
@@ -321,8 +323,4 @@ def differences(old: dict | None, new: dict) -> list[str]:
     elif old.get("threads") != new.get("threads"):
         hint = f" (train.threads={old['threads']} resumes it)" if old.get("threads") else ""
         lines.append(f"torch threads: {old.get('threads')} -> {new.get('threads')}{hint}")
-    if new.get("device") == "cpu" == old.get("device") and old.get("processes", 1) != new.get("processes", 1):
-        # records written before processes were recorded come from one-process runs
-        lines.append(f"data-parallel processes (train.processes): {old.get('processes', 1)} -> "
-                     f"{new.get('processes', 1)}")
     return lines

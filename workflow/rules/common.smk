@@ -206,7 +206,7 @@ def torch_threads(rule_name):
 def train_settings(model, rule_name="train"):
     """The keys behind a trained model: those that shape its weights
     (provenance.training_keys), how long it trains and, on the CPU, the torch threads
-    per process and the number of processes. A sweep point has its seed and data.train_size in its path and trains
+    per process. A sweep point has its seed and data.train_size in its path and trains
     workflow.sweep_steps steps."""
     keys = [*provenance.training_keys(model), *provenance.LENGTH_KEYS]
     if rule_name == "sweep_train":
@@ -214,9 +214,7 @@ def train_settings(model, rule_name="train"):
         keys = [key for key in keys if key not in own] + ["workflow.sweep_steps"]
     if config["device"] == "cuda":  # CPU threads do not touch the weights on a GPU
         return settings(*keys)
-    # data-parallel processes change the CPU's reductions too (one process: as before)
-    processes = {"processes": TRAIN_PROCESSES} if TRAIN_PROCESSES > 1 else {}
-    return settings(*keys, torch_threads=torch_threads(rule_name), **processes)
+    return settings(*keys, torch_threads=torch_threads(rule_name))
 
 
 # ---------------------------------------------------------------- sampling
