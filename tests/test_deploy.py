@@ -261,8 +261,8 @@ use rule * from ihdm
 @pytest.fixture(scope="module")
 def module_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """config/test.yaml run to the end by a project in another folder that imports the
-    workflow as a Snakemake module. To keep it short: IHDM only, random samples, no sweeps
-    and the data's spectrum (the complete DAG runs in tests/test_workflow.py)."""
+    workflow as a Snakemake module. To keep it short: IHDM only, random samples, no sweeps,
+    no classifier and the data's spectrum (the complete DAG runs in tests/test_workflow.py)."""
     from test_workflow import _copy_workflow, snakemake
 
     tmp = tmp_path_factory.mktemp("module")
@@ -272,6 +272,7 @@ def module_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = yaml.safe_load((source / "config" / "test.yaml").read_text())
     cfg["workflow"] = {**cfg["workflow"], "models": ["ihdm"], "photographs": False,
                        "variants": ["random"], "sweep_sizes": [], "delta_sweep": []}
+    cfg["evaluate"] = {**cfg.get("evaluate", {}), "domain": False}
     (project / "config" / "test.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     (project / "Snakefile").write_text(
         MODULE_SNAKEFILE.format(snakefile=source / "workflow" / "Snakefile"))

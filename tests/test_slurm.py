@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import in_background
+
 REQUIRE_ENV = "IHDM_REQUIRE_SLURM"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +50,30 @@ class SlurmCluster:
     cpus: int
     partitions: tuple[str, ...]
     default_partition: str
+
+
+@dataclass
+class BackgroundSnakemake:
+    proc: subprocess.Popen
+    work: Path
+    output: Path
+    started: float
+
+    def wait(self, timeout: float) -> tuple[int, str]:
+        try:
+            self.proc.wait(timeout=max(timeout - (time.monotonic() - self.started), 1))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"snakemake ran over {timeout:.0f} s:\n{self.output.read_text()[-6000:]}")
+        return self.proc.returncode, self.output.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # Snakemake cancels its SLURM jobs
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 def _query(*cmd: str) -> str:
@@ -112,6 +138,29 @@ def require_slurm() -> SlurmCluster:
     pytest.skip(message)
 
 
+def slurm_snakemake_command(
+    workdir: Path,
+    *args: str,
+    snakefile: Path | None = None,
+    profile: Path | None = None,
+    jobs: int = 2,
+) -> tuple[list[str], dict[str, str]]:
+    """The Snakemake command line (with the executor options, then `args`) and the
+    environment of a SLURM run in `workdir`."""
+    cmd = [sys.executable, "-m", "snakemake", "--directory", str(workdir)]
+    if snakefile is not None:
+        cmd += ["--snakefile", str(snakefile)]
+    if profile is not None:
+        cmd += ["--profile", str(profile)]
+    cmd += [*SLURM_EXECUTOR_ARGS, "--jobs", str(jobs), "--latency-wait", "10"]
+    cmd += ["--printshellcmds", "--show-failed-logs", *args]
+    env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    return cmd, env
+
+
 def run_snakemake_slurm(
     workdir: Path,
     *args: str,
@@ -127,17 +176,8 @@ def run_snakemake_slurm(
     The process runs with cwd=`workdir`, so `.snakemake/slurm_logs` lands there.
     On timeout Snakemake gets SIGTERM (it cancels its SLURM jobs) and the test fails.
     """
-    cmd = [sys.executable, "-m", "snakemake", "--directory", str(workdir)]
-    if snakefile is not None:
-        cmd += ["--snakefile", str(snakefile)]
-    if profile is not None:
-        cmd += ["--profile", str(profile)]
-    cmd += [*SLURM_EXECUTOR_ARGS, "--jobs", str(jobs), "--latency-wait", "10"]
-    cmd += ["--printshellcmds", "--show-failed-logs", *args]
-    env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    cmd, env = slurm_snakemake_command(workdir, *args, snakefile=snakefile, profile=profile,
+                                       jobs=jobs)
     proc = subprocess.Popen(
         cmd,
         cwd=workdir,
@@ -214,27 +254,37 @@ def _tiny_snakefile(partition_b: str, threads_c: int) -> str:
     )
 
 
-def test_snakemake_runs_rules_as_slurm_jobs(
-    slurm_cluster: SlurmCluster, tmp_path: Path
-) -> None:
-    """Each rule becomes its own sbatch job with the rule's partition, time, memory and CPUs."""
-    partition_b = next(
-        (p for p in slurm_cluster.partitions if p != slurm_cluster.default_partition),
-        slurm_cluster.default_partition,
-    )
-    threads_c = min(2, slurm_cluster.cpus)
-    snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(_tiny_snakefile(partition_b, threads_c))
+def _tiny_layout(cluster: SlurmCluster) -> tuple[str, int]:
+    """Rule b's partition (another than the default when there is one) and c's threads."""
+    partition_b = next((p for p in cluster.partitions if p != cluster.default_partition),
+                       cluster.default_partition)
+    return partition_b, min(2, cluster.cpus)
 
-    start = time.monotonic()
-    run = run_snakemake_slurm(
-        tmp_path,
-        "--default-resources",
-        f"slurm_partition='{slurm_cluster.default_partition}'",
-        snakefile=snakefile,
-        timeout_s=300,
-    )
-    elapsed = time.monotonic() - start
+
+def start_tiny_run(tmp: Path) -> BackgroundSnakemake:
+    """The three-rule workflow through SLURM, started with the session: its jobs are
+    shell one-liners, so it waits on SLURM's status checks while other tests run."""
+    cluster = require_slurm()
+    partition_b, threads_c = _tiny_layout(cluster)
+    snakefile = tmp / "Snakefile"
+    snakefile.write_text(_tiny_snakefile(partition_b, threads_c))
+    cmd, env = slurm_snakemake_command(
+        tmp, "--default-resources", f"slurm_partition='{cluster.default_partition}'",
+        snakefile=snakefile)
+    output = tmp / "snakemake.out"
+    with open(output, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    return BackgroundSnakemake(proc, tmp, output, time.monotonic())
+
+
+@in_background(start_tiny_run)
+def test_snakemake_runs_rules_as_slurm_jobs(background_run: BackgroundSnakemake) -> None:
+    """Each rule becomes its own sbatch job with the rule's partition, time, memory and CPUs."""
+    slurm_cluster = require_slurm()
+    partition_b, threads_c = _tiny_layout(slurm_cluster)
+    code, out = background_run.wait(timeout=480)
+    assert code == 0, out[-6000:]
+    tmp_path = background_run.work
 
     expected = {
         "a": (slurm_cluster.default_partition, "3:00", "150M", "1"),
@@ -243,9 +293,9 @@ def test_snakemake_runs_rules_as_slurm_jobs(
     }
     job_ids: dict[str, str] = {}
     for rule, (partition, time_limit, memory, cpus) in expected.items():
-        out = tmp_path / f"{rule}.txt"
-        assert out.is_file(), f"rule {rule} wrote no {out.name}:\n{run.stdout[-3000:]}"
-        record = read_job_record(out)
+        txt = tmp_path / f"{rule}.txt"
+        assert txt.is_file(), f"rule {rule} wrote no {txt.name}:\n{out[-3000:]}"
+        record = read_job_record(txt)
         assert record["job_id"].isdigit(), f"rule {rule} ran outside SLURM: {record}"
         assert record["job_partition"] == partition
         assert record["node"] == slurm_cluster.node
@@ -258,4 +308,3 @@ def test_snakemake_runs_rules_as_slurm_jobs(
     assert int(job_ids["c"]) > max(int(job_ids["a"]), int(job_ids["b"]))
     # c saw both upstream records.
     assert (tmp_path / "c.txt").read_text().splitlines()[-1] == "2"
-    print(f"slurm workflow of 3 jobs took {elapsed:.1f}s")

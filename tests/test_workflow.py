@@ -709,6 +709,7 @@ def test_config_file_replaces_the_default_config(tmp_path: Path) -> None:
 from conftest import in_background
 from test_slurm import (  # slurm_cluster is a fixture, used by name
     SLURM_EXECUTOR_ARGS,
+    BackgroundSnakemake,
     require_slurm,
     run_snakemake_slurm,
     slurm_cluster,  # noqa: F401
@@ -750,36 +751,40 @@ def _profile_for(cluster, dest: Path) -> dict:
 
 @pytest.mark.slow
 def test_slurm_profile_runs_the_pipeline(
-    slurm_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, slurm_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """config/test.yaml through workflow/profiles/slurm, cut to IHDM, three variants, no
-    data-efficiency or δ sweep (their rules are the main ones' on other paths; the complete
-    DAG runs in test_pipeline_writes_every_output) to keep the number of SLURM jobs small:
-    every rule but the local ones (tables, figures) runs as its own sbatch job."""
-    work = _copy_workflow(tmp_path / "run")
+    """config/test.yaml through workflow/profiles/slurm, cut to IHDM's random samples, no
+    data-efficiency or δ sweep, from the finished run's prepared data, trained models and
+    classifier (the train rule goes through SLURM in the time-limit tests below; the
+    complete DAG runs in test_pipeline_writes_every_output). Each SLURM job costs a
+    status-check round (about 12 s here), so the test keeps their number small: every rule
+    but the local ones (tables, figures) runs as its own sbatch job."""
+    work = _copy_run(pipeline, tmp_path / "run")
+    cfg = load_config(work / "config" / "test.yaml")
+    res = work / "results" / cfg["experiment"]
+    for child in res.iterdir():  # all but what the reused jobs made
+        if child.name not in ("models", "classifier", "config.yaml"):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
     profile = _profile_for(slurm_cluster, tmp_path / "profile")
     monkeypatch.setenv("PATH", _env()["PATH"])  # `ihdm` inside the jobs
     for key, value in [
         ("models", ["ihdm"]),
-        ("variants", ["random", "shared-prior", "interpolate"]),
+        ("variants", ["random"]),
         ("sweep_sizes", []),
         ("photographs", False),
         ("delta_sweep", []),
     ]:
         _edit_config(work, "workflow", key, value)
-    cfg = load_config(work / "config" / "test.yaml")
-    # IHDM's 3 variants; metrics domain, nll, simplicity, memorization, smoothness,
-    # emergent_shared-prior; spectra of the data only; no sweep pages or figures
+    # metrics domain, nll, simplicity, memorization; spectra of the data only; no sweep
+    # or emergent pages
     expected = {
-        "prepare": 2, "classifier": 1, "train": 1, "sample": 3, "sample_for_evaluation": 1,
-        "evaluate": 6, "metrics_table": 1, "paper_table": 1, "emergent_table": 1,
-        "spectral": 1, "plot_samples": 1,
-        "plot_trajectory": 1, "plot_interpolation": 1, "plot_emergent": 1,
+        "sample": 1, "sample_for_evaluation": 1, "evaluate": 4, "metrics_table": 1,
+        "paper_table": 1, "spectral": 1, "plot_samples": 1, "plot_trajectory": 1,
         "plot_forward_blur": 1, "plot_loss": 1, "plot_psd": 1, "plot_erased_frequency": 1,
-        "plot_simplicity": 1, "report_tables": 1, "report_emergent_page": 1, "all": 1,
+        "plot_simplicity": 1, "report_tables": 1, "all": 1,
     }
-    figures = ["samples_ihdm", "trajectory_ihdm", "interpolation", "emergent_shared-prior_ihdm",
-               "forward-blur", "loss", "simplicity", "psd_data", "erased-frequency_data"]
+    figures = ["samples_ihdm", "trajectory_ihdm", "forward-blur", "loss", "simplicity",
+               "psd_data", "erased-frequency_data"]
     start = time.monotonic()
     run = run_snakemake_slurm(
         work,
@@ -798,16 +803,14 @@ def test_slurm_profile_runs_the_pipeline(
     assert not (res / "sweep").exists() and not (res / "delta").exists()
     for path in (
         "tables/metrics.csv",
-        "tables/emergent.csv",
         "report/metrics.html",
         "spectral/spectral.json",
-        *(f"samples/ihdm/{v}_seed0.npz" for v in ("random", "shared-prior", "interpolate")),
+        "samples/ihdm/random_seed0.npz",
         *(f"figures/{name}.pdf" for name in figures),
     ):
         assert (res / path).is_file(), path
     logs = work / ".snakemake" / "slurm_logs"
-    local = {"metrics_table", "emergent_table", "paper_table", "report_tables",
-             "report_emergent_page", "all"}
+    local = {"metrics_table", "paper_table", "report_tables", "all"}
     for rule, n in jobs.items():
         found = sorted((logs / f"rule_{rule}").rglob("*.log"))
         if rule in local or rule.startswith("plot_"):
@@ -838,30 +841,6 @@ def test_slurm_profile_runs_the_pipeline(
 # trains the rest of the budget.
 STOP_AFTER_MIN = 1.75
 FIRST_ATTEMPT = "1 if attempt == 1 else 10"
-
-
-@dataclass
-class BackgroundSnakemake:
-    proc: subprocess.Popen
-    work: Path
-    output: Path
-    started: float
-
-    def wait(self, timeout: float) -> tuple[int, str]:
-        try:
-            self.proc.wait(timeout=max(timeout - (time.monotonic() - self.started), 1))
-        except subprocess.TimeoutExpired:
-            self.stop()
-            pytest.fail(f"snakemake ran over {timeout:.0f} s:\n{self.output.read_text()[-6000:]}")
-        return self.proc.returncode, self.output.read_text()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # Snakemake cancels its SLURM jobs
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def start_time_limit_run(tmp: Path) -> BackgroundSnakemake:
