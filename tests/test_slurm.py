@@ -54,10 +54,18 @@ class SlurmCluster:
 
 @dataclass
 class BackgroundSnakemake:
+    """A Snakemake run in `work` left running, its stdout and stderr going to `output`."""
+
     proc: subprocess.Popen
     work: Path
     output: Path
     started: float
+
+    @classmethod
+    def start(cls, cmd: list[str], *, work: Path, env: dict[str, str], output: Path) -> BackgroundSnakemake:
+        with open(output, "w") as fh:
+            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        return cls(proc, work, output, time.monotonic())
 
     def wait(self, timeout: float) -> tuple[int, str]:
         try:
@@ -271,10 +279,7 @@ def start_tiny_run(tmp: Path) -> BackgroundSnakemake:
     cmd, env = slurm_snakemake_command(
         tmp, "--default-resources", f"slurm_partition='{cluster.default_partition}'",
         snakefile=snakefile)
-    output = tmp / "snakemake.out"
-    with open(output, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    return BackgroundSnakemake(proc, tmp, output, time.monotonic())
+    return BackgroundSnakemake.start(cmd, work=tmp, env=env, output=tmp / "snakemake.out")
 
 
 @in_background(start_tiny_run)

@@ -858,10 +858,7 @@ def start_time_limit_run(tmp: Path) -> BackgroundSnakemake:
     cmd = [sys.executable, "-m", "snakemake", "results/test/models/ihdm/final.pt",
            "--workflow-profile", str(tmp / "profile"), *SLURM_EXECUTOR_ARGS,
            "--jobs", "2", "--latency-wait", "10", "--configfile", "config/test.yaml"]
-    output = tmp / "snakemake.out"
-    with open(output, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
-    return BackgroundSnakemake(proc, work, output, time.monotonic())
+    return BackgroundSnakemake.start(cmd, work=work, env=_env(), output=tmp / "snakemake.out")
 
 
 @pytest.mark.slow
